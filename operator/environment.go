@@ -1,0 +1,260 @@
+package operator
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Environment maps an environment ID to an operator (contract §6).
+type Environment struct {
+	ID          string `json:"id"`           // 1–64 chars of A-Z a-z 0-9 _ -
+	Name        string `json:"name"`         // for people
+	Type        Kind   `json:"type"`         // canonical kind after parsing
+	OperatorURL string `json:"operator_url"` // empty: the default of its type (see Factory)
+	Active      bool   `json:"active"`       // true when absent; requests to an inactive environment are rejected
+}
+
+// EnvironmentError is a problem with one environment record.
+type EnvironmentError struct {
+	Source  string // file name; "" for a single record
+	Index   int    // position in the list, -1 for a single record
+	ID      string // the record's id, when it has a readable one
+	Field   string // "id", "type", "operator_url", ...; "" for the whole record
+	Message string
+}
+
+func (e *EnvironmentError) Error() string {
+	var b strings.Builder
+	if e.Source != "" {
+		b.WriteString(e.Source)
+		b.WriteString(": ")
+	}
+	if e.Index >= 0 {
+		fmt.Fprintf(&b, "environments[%d]", e.Index)
+		if e.ID != "" {
+			fmt.Fprintf(&b, " (id %q)", e.ID)
+		}
+	} else {
+		b.WriteString("environment")
+		if e.ID != "" {
+			fmt.Fprintf(&b, " %q", e.ID)
+		}
+	}
+	if e.Field != "" {
+		fmt.Fprintf(&b, ": field %q", e.Field)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Message)
+	return b.String()
+}
+
+// MaxEnvironmentIDLen is the longest environment ID.
+const MaxEnvironmentIDLen = 64
+
+// validEnvironmentID reports whether id is 1–64 chars of A-Z a-z 0-9 _ -.
+func validEnvironmentID(id string) bool {
+	if len(id) == 0 || len(id) > MaxEnvironmentIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// UnmarshalJSON decodes and validates one environment record: it accepts
+// the type aliases ("k8s", "pm") and defaults active to true.
+func (e *Environment) UnmarshalJSON(data []byte) error {
+	env, errs := decodeEnvironment(data, "", -1)
+	if len(errs) > 0 {
+		return joinEnvErrors(errs)
+	}
+	*e = env
+	return nil
+}
+
+// ParseEnvironment decodes and validates one JSON environment record, such
+// as a value of the environments key-value bucket.
+func ParseEnvironment(data []byte) (Environment, error) {
+	env, errs := decodeEnvironment(data, "", -1)
+	if len(errs) > 0 {
+		return Environment{}, joinEnvErrors(errs)
+	}
+	return env, nil
+}
+
+// LoadEnvironmentsFile reads and parses an environments file (see
+// ParseEnvironments).
+func LoadEnvironmentsFile(path string) ([]Environment, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("environments file: %w", err)
+	}
+	return ParseEnvironments(data, path)
+}
+
+// ParseEnvironments parses environment records, YAML or JSON, either a list
+// or an object {"environments": [...]}. source names the data in errors. The
+// error reports every bad record (an errors.Join of *EnvironmentError), each
+// naming the source, the record and the field: duplicate IDs, bad ID
+// characters, unknown types, bad operator URLs, unknown fields.
+func ParseEnvironments(data []byte, source string) ([]Environment, error) {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: neither YAML nor JSON: %w", source, err)
+	}
+	js = bytes.TrimSpace(js)
+	if len(js) == 0 || string(js) == "null" {
+		return []Environment{}, nil
+	}
+	var list []json.RawMessage
+	switch js[0] {
+	case '[':
+		if err := json.Unmarshal(js, &list); err != nil {
+			return nil, fmt.Errorf("%s: %w", source, err)
+		}
+	case '{':
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(js, &obj); err != nil {
+			return nil, fmt.Errorf("%s: %w", source, err)
+		}
+		for k := range obj {
+			if k != "environments" {
+				return nil, fmt.Errorf("%s: unknown top-level field %q (want a list, or an object with an \"environments\" list)", source, k)
+			}
+		}
+		raw, ok := obj["environments"]
+		if !ok {
+			return nil, fmt.Errorf("%s: no \"environments\" list", source)
+		}
+		if string(raw) != "null" {
+			if err := json.Unmarshal(raw, &list); err != nil {
+				return nil, fmt.Errorf("%s: \"environments\" is not a list", source)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("%s: want a list of environments, or an object with an \"environments\" list", source)
+	}
+
+	envs := make([]Environment, 0, len(list))
+	var errs []*EnvironmentError
+	seen := make(map[string]int, len(list))
+	for i, raw := range list {
+		env, eerrs := decodeEnvironment(raw, source, i)
+		if len(eerrs) > 0 {
+			errs = append(errs, eerrs...)
+			continue
+		}
+		if first, dup := seen[env.ID]; dup {
+			errs = append(errs, &EnvironmentError{Source: source, Index: i, ID: env.ID, Field: "id",
+				Message: fmt.Sprintf("duplicate id, already used by environments[%d]", first)})
+			continue
+		}
+		seen[env.ID] = i
+		envs = append(envs, env)
+	}
+	if len(errs) > 0 {
+		return nil, joinEnvErrors(errs)
+	}
+	return envs, nil
+}
+
+func joinEnvErrors(errs []*EnvironmentError) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	all := make([]error, len(errs))
+	for i, e := range errs {
+		all[i] = e
+	}
+	return errors.Join(all...)
+}
+
+// decodeEnvironment decodes and validates one record, reporting every bad field.
+func decodeEnvironment(data []byte, source string, index int) (Environment, []*EnvironmentError) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
+		return Environment{}, []*EnvironmentError{{Source: source, Index: index, Message: "not a JSON object"}}
+	}
+	env := Environment{Active: true}
+	var errs []*EnvironmentError
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &EnvironmentError{Source: source, Index: index, Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	str := func(field string) (string, bool) {
+		raw, ok := fields[field]
+		if !ok || string(raw) == "null" {
+			return "", false
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			bad(field, "must be a string, not %s", snippet(raw))
+			return "", false
+		}
+		return s, true
+	}
+
+	id, idOK := str("id")
+	if !idOK {
+		if _, present := fields["id"]; !present || string(fields["id"]) == "null" {
+			bad("id", "required")
+		}
+	} else if !validEnvironmentID(id) {
+		bad("id", "%q is not 1–64 characters of A-Z a-z 0-9 _ -", id)
+	} else {
+		env.ID = id
+	}
+	if name, ok := str("name"); ok {
+		env.Name = name
+	}
+	if typ, ok := str("type"); ok {
+		k, err := ParseKind(typ)
+		if err != nil {
+			bad("type", "%v", err)
+		}
+		env.Type = k
+	} else if raw, present := fields["type"]; !present || string(raw) == "null" {
+		bad("type", "required")
+	}
+	if u, ok := str("operator_url"); ok && strings.TrimSpace(u) != "" {
+		if _, err := parseOperatorURL(u); err != nil {
+			bad("operator_url", "%v", err)
+		}
+		env.OperatorURL = strings.TrimSpace(u)
+	}
+	if raw, ok := fields["active"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &env.Active); err != nil {
+			bad("active", "must be true or false, not %s", snippet(raw))
+		}
+	}
+	var unknown []string
+	for k := range fields {
+		switch k {
+		case "id", "name", "type", "operator_url", "active":
+		default:
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	for _, k := range unknown {
+		bad(k, "unknown field")
+	}
+	label := id
+	if len(label) > 2*MaxEnvironmentIDLen {
+		label = label[:2*MaxEnvironmentIDLen] + "…"
+	}
+	for _, e := range errs {
+		e.ID = label
+	}
+	return env, errs
+}
