@@ -1,0 +1,143 @@
+package events
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+)
+
+// ErrUnidentifiable is wrapped by a decoding error when the message carries
+// no id to answer it by: its body is not a JSON object with a non-empty
+// string "id" (structured mode) and it has no non-empty ce-id header (binary
+// mode). Such a message goes to the dead-letter stream (contract §3).
+var ErrUnidentifiable = errors.New("message cannot be identified")
+
+// Error is every decoding or validation failure. Code is invalid_event or
+// invalid_data; Field names the attribute (specversion, id, time, type,
+// environment, ...) or the data field (app, deployments[1].percent, ...)
+// at fault, and is empty when the fault is the message as a whole.
+type Error struct {
+	Code    ErrorCode
+	Field   string
+	Message string
+	// Err is the underlying cause, if any: ErrUnidentifiable when the
+	// message cannot be identified.
+	Err error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(string(e.Code))
+	b.WriteString(": ")
+	if e.Field != "" {
+		b.WriteString(e.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Message)
+	if errors.Is(e.Err, ErrUnidentifiable) {
+		b.WriteString(" (")
+		b.WriteString(ErrUnidentifiable.Error())
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Info is the result's error for this failure (never retryable).
+func (e *Error) Info() *ErrorInfo {
+	msg := e.Message
+	if e.Field != "" {
+		msg = e.Field + ": " + msg
+	}
+	return &ErrorInfo{Code: e.Code, Message: msg, Retryable: false}
+}
+
+// CodeOf returns the contract error code of a decoding error: the Code of
+// an *Error in err's chain, or invalid_event for any other non-nil error.
+// It returns "" for nil.
+func CodeOf(err error) ErrorCode {
+	if err == nil {
+		return ""
+	}
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.Code
+	}
+	return CodeInvalidEvent
+}
+
+func eventError(field, msg string) *Error {
+	return &Error{Code: CodeInvalidEvent, Field: field, Message: msg}
+}
+
+func dataError(field, msg string) *Error {
+	return &Error{Code: CodeInvalidData, Field: field, Message: msg}
+}
+
+func unidentifiable(field, msg string) *Error {
+	return &Error{Code: CodeInvalidEvent, Field: field, Message: msg, Err: ErrUnidentifiable}
+}
+
+// schemaError turns a schema validation failure into an invalid_data error
+// naming one field: the first, in path order, of the failures found.
+func schemaError(err error) *Error {
+	ve, ok := errors.AsType[*jsonschema.ValidationError](err)
+	if !ok {
+		return dataError("", err.Error())
+	}
+	type leaf struct{ field, msg string }
+	var leaves []leaf
+	var walk func(*jsonschema.ValidationError)
+	walk = func(v *jsonschema.ValidationError) {
+		if len(v.Causes) > 0 {
+			for _, c := range v.Causes {
+				walk(c)
+			}
+			return
+		}
+		loc := v.InstanceLocation
+		if r, ok := v.ErrorKind.(*kind.Required); ok && len(r.Missing) > 0 {
+			loc = append(slices.Clip(loc), slices.Min(r.Missing))
+		}
+		msg := v.Error()
+		// A leaf's message is "at '<pointer>': <what>"; keep <what>.
+		if _, what, ok := strings.Cut(msg, "': "); ok {
+			msg = what
+		}
+		leaves = append(leaves, leaf{fieldPath(loc), msg})
+	}
+	walk(ve)
+	if len(leaves) == 0 {
+		return dataError("", ve.Error())
+	}
+	first := slices.MinFunc(leaves, func(a, b leaf) int {
+		if c := strings.Compare(a.field, b.field); c != 0 {
+			return c
+		}
+		return strings.Compare(a.msg, b.msg)
+	})
+	return dataError(first.field, first.msg)
+}
+
+// fieldPath writes a JSON location as deployments[1].percent.
+func fieldPath(tokens []string) string {
+	var b strings.Builder
+	for _, t := range tokens {
+		if _, err := strconv.Atoi(t); err == nil {
+			b.WriteString("[" + t + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(t)
+	}
+	if b.Len() == 0 {
+		return "data"
+	}
+	return b.String()
+}
