@@ -78,7 +78,9 @@ func LoadSettings() (Settings, error) {
 	// envconfig falls back to a field's unprefixed tag name; the contract
 	// knows only the prefixed names and the MASTER_OPERATOR_ aliases.
 	def := DefaultSettings()
+	used := make(map[string]string) // variable name -> the variable actually read
 	for _, v := range settingVars {
+		used[v.name] = SettingsPrefix + "_" + v.name
 		if _, ok := os.LookupEnv(SettingsPrefix + "_" + v.name); ok {
 			continue
 		}
@@ -86,11 +88,12 @@ func LoadSettings() (Settings, error) {
 			if err := v.set(&s, val); err != nil {
 				return Settings{}, fmt.Errorf("operator settings: %s=%q: %w", v.alias, val, err)
 			}
+			used[v.name] = v.alias
 			continue
 		}
 		v.reset(&s, &def)
 	}
-	if err := s.Validate(); err != nil {
+	if err := s.validate(used); err != nil {
 		return Settings{}, err
 	}
 	return s, nil
@@ -98,16 +101,26 @@ func LoadSettings() (Settings, error) {
 
 // Validate checks the operator URLs and the timeout. It does not read the
 // CA file; NewFactory does.
-func (s Settings) Validate() error {
+func (s Settings) Validate() error { return s.validate(nil) }
+
+// validate names each problem by its variable: used[name], else the
+// prefixed name.
+func (s Settings) validate(used map[string]string) error {
+	name := func(n string) string {
+		if v, ok := used[n]; ok {
+			return v
+		}
+		return SettingsPrefix + "_" + n
+	}
 	var errs []error
 	if _, err := parseOperatorURL(s.K8sOperatorURL); err != nil {
-		errs = append(errs, fmt.Errorf("%s_K8S_OPERATOR_URL: %w", SettingsPrefix, err))
+		errs = append(errs, fmt.Errorf("%s: %w", name("K8S_OPERATOR_URL"), err))
 	}
 	if _, err := parseOperatorURL(s.PMOperatorURL); err != nil {
-		errs = append(errs, fmt.Errorf("%s_PM_OPERATOR_URL: %w", SettingsPrefix, err))
+		errs = append(errs, fmt.Errorf("%s: %w", name("PM_OPERATOR_URL"), err))
 	}
 	if s.Timeout <= 0 {
-		errs = append(errs, fmt.Errorf("%s_OPERATOR_TIMEOUT: %s is not positive", SettingsPrefix, s.Timeout))
+		errs = append(errs, fmt.Errorf("%s: %s is not positive", name("OPERATOR_TIMEOUT"), s.Timeout))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("operator settings: %w", err)

@@ -1,0 +1,225 @@
+package operator_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/boreas/operator-bridge/operator"
+	"github.com/boreas/operator-bridge/operator/operatortest"
+)
+
+func env(id string, kind operator.Kind, active bool) operator.Environment {
+	return operator.Environment{ID: id, Name: id, Type: kind, Active: active}
+}
+
+func TestManagerLookup(t *testing.T) {
+	m := operator.NewManager()
+	prod, stopped := operator.NewMockClient(), operator.NewMockClient()
+	m.RegisterOperator(env("env-001", operator.Mock, true), prod)
+	m.RegisterOperator(env("env-002", operator.Mock, false), stopped)
+
+	e, err := m.Lookup("env-001")
+	if err != nil || e.Operator != prod || e.Endpoint != operator.MockEndpoint {
+		t.Errorf("Lookup(env-001) = %+v, %v", e, err)
+	}
+	e, err = m.Lookup("env-002")
+	if !errors.Is(err, operator.ErrEnvironmentInactive) || e.Operator != stopped {
+		t.Errorf("Lookup(env-002) = %+v, %v; want the entry and ErrEnvironmentInactive", e, err)
+	}
+	_, err = m.Lookup("env-404")
+	if !errors.Is(err, operator.ErrUnknownEnvironment) {
+		t.Errorf("Lookup(env-404) err = %v, want ErrUnknownEnvironment", err)
+	}
+
+	if _, err := m.Apply(t.Context(), "env-002", canaryReq); !errors.Is(err, operator.ErrEnvironmentInactive) {
+		t.Errorf("Apply to inactive: %v", err)
+	}
+	if len(stopped.Applied("my-app")) != 0 {
+		t.Error("inactive environment's operator was called")
+	}
+	if _, err := m.Apply(t.Context(), "env-001", canaryReq); err != nil {
+		t.Fatal(err)
+	}
+	st, err := m.Status(t.Context(), "env-001", "my-app")
+	if err != nil || len(st.Versions) != 2 {
+		t.Errorf("Status = %+v, %v", st, err)
+	}
+	if err := m.HealthCheck(t.Context(), "env-404"); !errors.Is(err, operator.ErrUnknownEnvironment) {
+		t.Errorf("HealthCheck(env-404) = %v", err)
+	}
+}
+
+func TestManagerStatusOrDegraded(t *testing.T) {
+	m := operator.NewManager()
+	mock := operator.NewMockClient()
+	m.RegisterOperator(env("env-1", operator.Mock, true), mock)
+	mock.SetFailing(operator.Unavailable)
+	for _, id := range []string{"env-1", "unknown"} {
+		st, degraded, err := m.StatusOrDegraded(t.Context(), id, "my-app")
+		if !degraded || err == nil {
+			t.Errorf("%s: degraded=%v err=%v, want degraded with an error", id, degraded, err)
+		}
+		if diff := cmp.Diff(operator.DegradedStatus("my-app"), st); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", id, diff)
+		}
+	}
+	mock.SetFailing(0)
+	if _, degraded, err := m.StatusOrDegraded(t.Context(), "env-1", "my-app"); degraded || err != nil {
+		t.Errorf("healthy: degraded=%v err=%v", degraded, err)
+	}
+}
+
+func TestManagerCopyOnWrite(t *testing.T) {
+	m := operator.NewManager()
+	m.RegisterOperator(env("b", operator.Mock, true), operator.NewMockClient())
+	m.RegisterOperator(env("a", operator.Mock, true), operator.NewMockClient())
+	before := m.Entries()
+	m.RegisterOperator(env("a", operator.Mock, false), operator.NewMockClient())
+	m.RegisterOperator(env("c", operator.Mock, true), operator.NewMockClient())
+
+	ids := func(es []operator.Entry) []string {
+		var out []string
+		for _, e := range es {
+			out = append(out, fmt.Sprintf("%s:%v", e.Environment.ID, e.Environment.Active))
+		}
+		return out
+	}
+	if diff := cmp.Diff([]string{"a:true", "b:true"}, ids(before)); diff != "" {
+		t.Errorf("earlier snapshot changed (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"a:false", "b:true", "c:true"}, ids(m.Entries())); diff != "" {
+		t.Errorf("Entries (-want +got):\n%s", diff)
+	}
+	if m.Len() != 3 {
+		t.Errorf("Len = %d", m.Len())
+	}
+
+	m.Replace([]operator.Entry{{Environment: env("z", operator.Mock, true), Operator: operator.NewMockClient()}})
+	if diff := cmp.Diff([]string{"z:true"}, ids(m.Entries())); diff != "" {
+		t.Errorf("after Replace (-want +got):\n%s", diff)
+	}
+	if e, _ := m.Lookup("z"); e.Endpoint != operator.MockEndpoint {
+		t.Errorf("Replace did not fill Endpoint: %q", e.Endpoint)
+	}
+	if _, err := m.Lookup("a"); !errors.Is(err, operator.ErrUnknownEnvironment) {
+		t.Errorf("a survived Replace: %v", err)
+	}
+}
+
+func TestManagerZeroValue(t *testing.T) {
+	var m operator.Manager
+	if _, err := m.Lookup("x"); !errors.Is(err, operator.ErrUnknownEnvironment) || m.Len() != 0 || len(m.Entries()) != 0 {
+		t.Errorf("zero Manager: %v, %d", err, m.Len())
+	}
+}
+
+// TestManagerConcurrent runs lookups while the set is swapped; run with -race.
+func TestManagerConcurrent(t *testing.T) {
+	m := operator.NewManager()
+	set := func(gen int) []operator.Entry {
+		out := make([]operator.Entry, 100)
+		for i := range out {
+			out[i] = operator.Entry{Environment: operator.Environment{ID: fmt.Sprintf("env-%d", i), Name: fmt.Sprint(gen), Active: true}, Operator: operator.NewMockClient()}
+		}
+		return out
+	}
+	m.Replace(set(0))
+	var wg sync.WaitGroup
+	for r := range 4 {
+		wg.Go(func() {
+			for i := range 2000 {
+				id := fmt.Sprintf("env-%d", (i+r)%100)
+				e, err := m.Lookup(id)
+				if err != nil || e.Environment.ID != id {
+					t.Errorf("Lookup(%s) = %+v, %v", id, e, err)
+					return
+				}
+				if i%100 == 0 {
+					if n := len(m.Entries()); n < 100 {
+						t.Errorf("Entries has %d", n)
+					}
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for gen := 1; gen <= 50; gen++ {
+			m.Replace(set(gen))
+		}
+	})
+	wg.Go(func() {
+		for i := range 200 {
+			m.RegisterOperator(operator.Environment{ID: fmt.Sprintf("extra-%d", i), Active: true}, operator.NewMockClient())
+		}
+	})
+	wg.Wait()
+	if e, _ := m.Lookup("env-0"); e.Environment.Name == "" {
+		t.Errorf("entry lost its fields: %+v", e)
+	}
+}
+
+func TestManagerCheckHealth(t *testing.T) {
+	up := newServer(t, operator.Kubernetes)
+	down := newServer(t, operator.Physical)
+	down.SetFault(operatortest.Fault{HealthDown: true})
+	f, err := operator.NewFactory(operator.DefaultSettings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	envs := []operator.Environment{
+		{ID: "k8s-a", Type: operator.Kubernetes, OperatorURL: up.URL, Active: true},
+		{ID: "k8s-b", Type: operator.Kubernetes, OperatorURL: up.URL, Active: true},
+		{ID: "pm", Type: operator.Physical, OperatorURL: down.URL, Active: true},
+		{ID: "mock", Type: operator.Mock, Active: true},
+		{ID: "off", Type: operator.Kubernetes, OperatorURL: up.URL, Active: false},
+	}
+	m, err := f.Build(envs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := m.CheckHealth(t.Context())
+	var got []string
+	for _, r := range results {
+		got = append(got, fmt.Sprintf("%s %s %s", r.Entry.Environment.ID, r.Entry.Endpoint, reasonOf(r.Err)))
+		if r.CheckedAt.IsZero() || r.Latency <= 0 {
+			t.Errorf("%s: CheckedAt %v, Latency %v", r.Entry.Environment.ID, r.CheckedAt, r.Latency)
+		}
+	}
+	want := []string{
+		"k8s-a " + up.URL + " ok",
+		"k8s-b " + up.URL + " ok",
+		"mock mock ok",
+		"pm " + down.URL + " unavailable",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
+	}
+	if n := len(up.Requests()); n != 1 {
+		t.Errorf("the shared endpoint was checked %d times, want once", n)
+	}
+}
+
+func BenchmarkManagerLookup(b *testing.B) {
+	const n = 10000
+	m := operator.NewManager()
+	entries := make([]operator.Entry, n)
+	ids := make([]string, n)
+	mock := operator.NewMockClient()
+	for i := range entries {
+		ids[i] = fmt.Sprintf("env-%05d", i)
+		entries[i] = operator.Entry{Environment: operator.Environment{ID: ids[i], Active: true}, Operator: mock}
+	}
+	m.Replace(entries)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := m.Lookup(ids[i%n]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
