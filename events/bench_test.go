@@ -1,0 +1,99 @@
+package events
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+func BenchmarkDecodeDeployRequest(b *testing.B) {
+	msg, _, err := NewDeployRequest("/master-service/bench", "env-001", DeployRequest{
+		App: "my-app", Version: "v1.2.3", Deployments: []Deployment{
+			{Version: "v1.2.3", Percent: 0.2, Package: []byte(`{"type":"docker","image":"registry.local/my-app:v1.2.3"}`)},
+			{Version: "v1.2.2", Percent: 0.8},
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	bin := binaryHeader(nil)
+	cases := []struct {
+		name string
+		h    nats.Header
+		body []byte
+	}{
+		{"structured", msg.Header, msg.Data},
+		{"binary", bin, []byte(binaryBody)},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(c.body)))
+			for b.Loop() {
+				if _, _, err := DecodeDeployRequest(msg.Subject, c.h, c.body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkDecodeStatusQuery(b *testing.B) {
+	msg, _, err := NewStatusQuery("/bench", "env-001", "my-app")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := DecodeStatusQuery(msg.Subject, msg.Header, msg.Data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeInvalid(b *testing.B) {
+	body := structured(map[string]any{"time": "yesterday"})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := DecodeDeployRequest(testSubject, nil, body); err == nil {
+			b.Fatal("accepted")
+		}
+	}
+}
+
+func BenchmarkEncode(b *testing.B) {
+	source := SourceFor("bench")
+	cases := []struct {
+		name string
+		make func() (*nats.Msg, error)
+	}{
+		{"deploy.result", func() (*nats.Msg, error) {
+			return NewDeployResult(source, testRequest, 42, DeployResult{App: "my-app", Version: "v1.2.3",
+				Operator: "kubernetes", Outcome: Succeeded, Success: true, Message: "applied", Attempts: 1, DurationMS: 12})
+		}},
+		{"status.result", func() (*nats.Msg, error) {
+			return NewStatusResult(source, testRequest, 0, StatusResult{App: "my-app", Operator: "kubernetes",
+				Status: AppStatus{App: "my-app", Healthy: AppHealth{Level: 100}, Versions: []VersionStatus{
+					{Version: "v1.2.3", Percent: 1, Healthy: AppHealth{Level: 100}, Nodes: []NodeStatus{{Node: "n1", Healthy: AppHealth{Level: 100}}}}}}})
+		}},
+		{"operator.health", func() (*nats.Msg, error) {
+			return NewHealth(source, Health{Environment: "env-001", Operator: "kubernetes", Endpoint: "http://k8s:8081",
+				Healthy: true, LatencyMS: 3, CheckedAt: time.Now()})
+		}},
+		{"deploy.request", func() (*nats.Msg, error) {
+			m, _, err := NewDeployRequest(source, "env-001", DeployRequest{App: "my-app", Version: "v1"})
+			return m, err
+		}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.make(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
