@@ -1,0 +1,362 @@
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/boreas/operator-bridge/events"
+	"github.com/boreas/operator-bridge/operator"
+)
+
+// Factory builds the operators of a set of environments; *operator.Factory
+// is one.
+type Factory interface {
+	Build(envs []operator.Environment) (*operator.Manager, error)
+}
+
+// Bridge is one replica of the operator-bridge service. Create it with New
+// and run it with Run; any number of replicas may run against one JetStream.
+type Bridge struct {
+	cfg     Config
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	factory Factory
+	log     *slog.Logger
+	metrics *metrics
+	source  string
+	owner   string // unique per process: lease owner
+
+	manager  *operator.Manager
+	envs     *envSources
+	order    *orderBook
+	keys     *keyLocks
+	circuits *circuits
+	health   *healthBoard
+	progress *progress
+	envKV    jetstream.KeyValue
+	envWatch jetstream.KeyWatcher
+
+	sem      chan struct{} // MAX_IN_FLIGHT tokens: one per request being handled
+	stopping chan struct{} // closed when Run's context ends
+	workers  sync.WaitGroup
+
+	envsLoaded atomic.Bool
+	consumers  sync.Map // stream name -> *atomic.Bool (consumer in place)
+}
+
+// New checks cfg and prepares a bridge on nc. Nothing touches NATS before Run.
+func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
+	if nc == nil {
+		return nil, errors.New("bridge: nil NATS connection")
+	}
+	if factory == nil {
+		return nil, errors.New("bridge: nil operator factory")
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: metrics: %w", err)
+	}
+	nonce := make([]byte, 4)
+	_, _ = rand.Read(nonce)
+	b := &Bridge{
+		cfg:      cfg,
+		nc:       nc,
+		js:       js,
+		factory:  factory,
+		log:      cfg.Logger,
+		metrics:  m,
+		source:   events.SourceFor(cfg.Instance),
+		owner:    cfg.Instance + "-" + hex.EncodeToString(nonce),
+		manager:  operator.NewManager(),
+		envs:     newEnvSources(),
+		keys:     newKeyLocks(),
+		health:   newHealthBoard(),
+		progress: newProgress(),
+		sem:      make(chan struct{}, cfg.MaxInFlight),
+		stopping: make(chan struct{}),
+	}
+	b.circuits = newCircuits(circuitThreshold, circuitCoolDown, func(endpoint string, s circuitState) {
+		m.circuit.WithLabelValues(endpoint).Set(float64(s))
+		b.log.Warn("operator circuit", "endpoint", endpoint, "state", s.String())
+	})
+	return b, nil
+}
+
+// Circuit settings: a few consecutive unavailable answers open an endpoint's
+// circuit; after the cool-down one probe call is let through.
+const (
+	circuitThreshold = 5
+	circuitCoolDown  = 5 * time.Second
+)
+
+// Manager is the live environment → operator table.
+func (b *Bridge) Manager() *operator.Manager { return b.manager }
+
+// Ready reports whether the bridge is connected to NATS with its consumers in
+// place and its environments loaded (what /readyz answers).
+func (b *Bridge) Ready() bool {
+	if !b.nc.IsConnected() || !b.envsLoaded.Load() {
+		return false
+	}
+	for _, stream := range []string{events.StreamDeploy, events.StreamStatus} {
+		v, ok := b.consumers.Load(stream)
+		if !ok || !v.(*atomic.Bool).Load() {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *Bridge) setConsumerReady(stream string, ok bool) {
+	v, _ := b.consumers.LoadOrStore(stream, new(atomic.Bool))
+	v.(*atomic.Bool).Store(ok)
+}
+
+// Run sets up streams, buckets and consumers, then handles requests until ctx
+// ends. It then stops fetching, lets in-flight requests finish within
+// ShutdownGrace, naks what has not started, and returns nil once every
+// goroutine it started has stopped.
+func (b *Bridge) Run(ctx context.Context) error {
+	if err := b.setupStreams(ctx); err != nil {
+		return err
+	}
+	if err := b.loadEnvironments(ctx); err != nil {
+		return err
+	}
+	// Consumers exist before Run goes on, so a start-up problem is an error.
+	for _, stream := range []string{events.StreamDeploy, events.StreamStatus} {
+		if _, err := b.ensureConsumer(ctx, stream); err != nil {
+			return err
+		}
+	}
+	svc, err := b.startService(ctx)
+	if err != nil {
+		return err
+	}
+	var srv *http.Server
+	if b.cfg.HTTPAddr != "" {
+		ln, err := net.Listen("tcp", b.cfg.HTTPAddr)
+		if err != nil {
+			_ = svc.Stop()
+			return fmt.Errorf("http %s: %w", b.cfg.HTTPAddr, err)
+		}
+		srv = &http.Server{Handler: b.opsHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+	}
+
+	// work outlives ctx by the shutdown grace: in-flight requests finish.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+
+	var keeper sync.WaitGroup // reports in-flight messages in progress until they finish
+	keepCtx, stopKeeper := context.WithCancel(work)
+	keeper.Go(func() { b.progress.run(keepCtx, b.cfg.AckWait/3) })
+
+	var loops sync.WaitGroup
+	loops.Go(func() { b.consumeLoop(ctx, work, events.StreamDeploy, b.handleDeploy) })
+	loops.Go(func() { b.consumeLoop(ctx, work, events.StreamStatus, b.handleStatusQuery) })
+	loops.Go(func() { b.healthLoop(ctx) })
+	if b.envKV != nil {
+		loops.Go(func() { b.watchEnvironments(ctx) })
+	}
+	b.log.Info("bridge running", "instance", b.cfg.Instance, "environments", b.manager.Len(),
+		"max_in_flight", b.cfg.MaxInFlight, "http", b.cfg.HTTPAddr)
+
+	<-ctx.Done()
+	close(b.stopping)
+	b.log.Info("bridge stopping", "grace", b.cfg.ShutdownGrace)
+	loops.Wait() // consumers drained: nothing new starts
+
+	done := make(chan struct{})
+	go func() { b.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(b.cfg.ShutdownGrace):
+		b.log.Warn("shutdown grace spent: cancelling in-flight requests")
+		cancelWork()
+		<-done
+	}
+	stopKeeper()
+	keeper.Wait()
+	_ = svc.Stop()
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}
+	b.log.Info("bridge stopped")
+	return nil
+}
+
+// handler handles one message; it owns the message's acknowledgement.
+type handler func(ctx context.Context, m jetstream.Msg)
+
+// consumeLoop consumes stream's durable consumer until stop ends, handing
+// each message to h on its own goroutine within the MAX_IN_FLIGHT limit. A
+// consumer that disappears (deleted, stream recreated) is created again.
+func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handler) {
+	for {
+		cons, err := b.ensureConsumer(stop, stream)
+		if err != nil {
+			b.setConsumerReady(stream, false)
+			if stop.Err() != nil {
+				return
+			}
+			b.log.Error("consumer", "stream", stream, "err", err)
+			if !sleep(stop, time.Second) {
+				return
+			}
+			continue
+		}
+		lost := make(chan struct{}, 1) // one pending signal is enough
+		signal := func() {
+			select {
+			case lost <- struct{}{}:
+			default:
+			}
+		}
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			select {
+			case <-b.stopping:
+				_ = m.Nak()
+				return
+			default:
+			}
+			select {
+			case b.sem <- struct{}{}:
+			case <-b.stopping:
+				_ = m.Nak()
+				return
+			}
+			b.metrics.inFlight.Inc()
+			b.progress.add(m)
+			b.workers.Go(func() {
+				defer func() {
+					b.progress.remove(m)
+					b.metrics.inFlight.Dec()
+					<-b.sem
+				}()
+				h(work, m)
+			})
+		},
+			jetstream.PullMaxMessages(b.cfg.MaxInFlight),
+			jetstream.PullHeartbeat(time.Second),
+			jetstream.PullExpiry(5*time.Second),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+					signal()
+				}
+			}))
+		if err != nil {
+			b.setConsumerReady(stream, false)
+			b.log.Error("consume", "stream", stream, "err", err)
+			if !sleep(stop, time.Second) {
+				return
+			}
+			continue
+		}
+		b.setConsumerReady(stream, true)
+		recreate := b.watchConsumer(stop, cons, signal)
+		select {
+		case <-stop.Done():
+			cc.Drain()
+			<-cc.Closed()
+			recreate()
+			return
+		case <-lost:
+			b.setConsumerReady(stream, false)
+			b.log.Warn("consumer lost: creating it again", "stream", stream)
+			cc.Stop()
+			recreate()
+		}
+	}
+}
+
+// watchConsumer checks every few seconds that cons still exists and signals
+// when it does not; the returned func stops the check.
+func (b *Bridge) watchConsumer(ctx context.Context, cons jetstream.Consumer, lost func()) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			ictx, icancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := cons.Info(ictx)
+			icancel()
+			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+				lost()
+				return
+			}
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (b *Bridge) isStopping() bool {
+	select {
+	case <-b.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// startService registers the operator-bridge micro service (contract §4).
+func (b *Bridge) startService(ctx context.Context) (micro.Service, error) {
+	svc, err := micro.AddService(b.nc, micro.Config{
+		Name:        ServiceName,
+		Version:     b.cfg.Version,
+		Description: "operator-bridge: status of apps and environments, answered at once",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("micro service: %w", err)
+	}
+	g := svc.AddGroup(ServiceName)
+	if err := g.AddEndpoint("status", micro.HandlerFunc(func(r micro.Request) { b.serveStatus(ctx, r) }), micro.WithEndpointSubject("status.*")); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("micro endpoint status: %w", err)
+	}
+	if err := g.AddEndpoint("environments", micro.HandlerFunc(b.serveEnvironments)); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("micro endpoint environments: %w", err)
+	}
+	return svc, nil
+}

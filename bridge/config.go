@@ -1,0 +1,125 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Names of the JetStream state the bridge owns.
+const (
+	// DeployConsumer is the durable consumer of deploy.request.>.
+	DeployConsumer = "operator-bridge-deploy"
+	// StatusConsumer is the durable consumer of status.query.>.
+	StatusConsumer = "operator-bridge-status"
+	// OrderBucket holds the per environment-and-app order state.
+	OrderBucket = "operator-bridge-order"
+	// ServiceName is the NATS micro service of contract §4.
+	ServiceName = "operator-bridge"
+)
+
+// Config is the bridge's configuration. Zero values take the documented
+// defaults (those of the contract's variables).
+type Config struct {
+	// Instance names this replica in the `source` of the events it creates.
+	Instance string
+	// Version is reported by the micro service (default "dev").
+	Version string
+
+	// ManageStreams creates or updates the four streams and the environments
+	// bucket at start. When false, start fails if one is missing.
+	ManageStreams bool
+	// EnvironmentsFile is an optional YAML or JSON file of environments.
+	EnvironmentsFile string
+	// EnvironmentsBucket is the key-value bucket of environments, watched
+	// live; empty turns it off.
+	EnvironmentsBucket string
+
+	// OperatorTimeout is the bound of one operator call (default 10s); the
+	// order lease outlasts it.
+	OperatorTimeout time.Duration
+	// RetryWindow bounds how long a deploy request is retried (default 10m).
+	RetryWindow time.Duration
+	// HealthInterval is the period of operator.health events (default 30s).
+	HealthInterval time.Duration
+	// MaxInFlight bounds the requests handled at once (default 256).
+	MaxInFlight int
+	// AckWait is the consumers' ack wait (default 30s, well inside the
+	// streams' 2 minute duplicate window).
+	AckWait time.Duration
+	// ShutdownGrace is how long in-flight requests may take to finish once
+	// Run's context is cancelled (default 15s).
+	ShutdownGrace time.Duration
+	// MaxClockSkew is how far a request's time may lie after the time
+	// JetStream stored it (contract: 60s).
+	MaxClockSkew time.Duration
+
+	// HTTPAddr serves /healthz, /readyz and /metrics; empty serves nothing.
+	HTTPAddr string
+	// Gatherer serves /metrics (default: the Registerer when it is a
+	// *prometheus.Registry).
+	Gatherer prometheus.Gatherer
+
+	// Logger receives one line per message outcome; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the bridge's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() error {
+	if c.Instance == "" {
+		c.Instance = "operator-bridge"
+	}
+	if c.Version == "" {
+		c.Version = "0.0.0-dev"
+	}
+	if c.OperatorTimeout == 0 {
+		c.OperatorTimeout = 10 * time.Second
+	}
+	if c.RetryWindow == 0 {
+		c.RetryWindow = 10 * time.Minute
+	}
+	if c.HealthInterval == 0 {
+		c.HealthInterval = 30 * time.Second
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 256
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 15 * time.Second
+	}
+	if c.MaxClockSkew == 0 {
+		c.MaxClockSkew = 60 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	if c.Gatherer == nil {
+		if g, ok := c.Registerer.(prometheus.Gatherer); ok {
+			c.Gatherer = g
+		}
+	}
+	var errs []error
+	if c.RetryWindow < 0 {
+		errs = append(errs, fmt.Errorf("retry window %v is negative", c.RetryWindow))
+	}
+	if c.HealthInterval < 0 {
+		errs = append(errs, fmt.Errorf("health interval %v is negative", c.HealthInterval))
+	}
+	if c.MaxInFlight < 0 {
+		errs = append(errs, fmt.Errorf("max in flight %d is negative", c.MaxInFlight))
+	}
+	if c.AckWait >= 2*time.Minute {
+		errs = append(errs, fmt.Errorf("ack wait %v must stay inside the 2m duplicate window", c.AckWait))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,194 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/boreas/operator-bridge/operator"
+)
+
+// envSources combines the two sources of environments: the file, read at
+// start, and the key-value bucket, watched live. For one ID the bucket's
+// entry wins; deleting it brings the file's back.
+type envSources struct {
+	mu      sync.Mutex
+	file    map[string]operator.Environment
+	bucket  map[string]operator.Environment
+	changed chan struct{} // size 1: a pending "the set changed" for the health loop
+}
+
+func newEnvSources() *envSources {
+	return &envSources{
+		file:    map[string]operator.Environment{},
+		bucket:  map[string]operator.Environment{},
+		changed: make(chan struct{}, 1),
+	}
+}
+
+// merged returns the effective environments, sorted by ID.
+func (s *envSources) merged() []operator.Environment {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]operator.Environment, 0, len(s.file)+len(s.bucket))
+	for id, e := range s.file {
+		if _, ok := s.bucket[id]; !ok {
+			out = append(out, e)
+		}
+	}
+	for _, e := range s.bucket {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// loadEnvironments reads the file and the bucket's current entries and
+// builds the manager; it fails when the file cannot be read.
+func (b *Bridge) loadEnvironments(ctx context.Context) error {
+	if path := b.cfg.EnvironmentsFile; path != "" {
+		envs, err := operator.LoadEnvironmentsFile(path)
+		if err != nil {
+			return err
+		}
+		for _, e := range envs {
+			b.envs.file[e.ID] = e
+		}
+	}
+	if b.envKV != nil {
+		w, err := b.openEnvWatch(ctx)
+		if err != nil {
+			return err
+		}
+		b.envWatch = w
+	}
+	if err := b.rebuild(); err != nil {
+		return err
+	}
+	b.envsLoaded.Store(true)
+	return nil
+}
+
+// putBucketEnv records one bucket entry; an entry that is not a valid
+// environment is logged and left out.
+func (b *Bridge) putBucketEnv(key string, value []byte) {
+	env, err := operator.ParseEnvironment(value)
+	if err == nil && env.ID == "" {
+		env.ID = key
+	}
+	if err == nil && env.ID != key {
+		err = fmt.Errorf("id %q differs from its key", env.ID)
+	}
+	b.envs.mu.Lock()
+	defer b.envs.mu.Unlock()
+	if err != nil {
+		delete(b.envs.bucket, key)
+		b.log.Error("environments bucket: entry left out", "key", key, "err", err)
+		return
+	}
+	b.envs.bucket[key] = env
+}
+
+// rebuild builds the operators of the effective environments and swaps the
+// manager's table as a whole.
+func (b *Bridge) rebuild() error {
+	built, err := b.factory.Build(b.envs.merged())
+	if err != nil {
+		return fmt.Errorf("environments: %w", err)
+	}
+	b.manager.Replace(built.Entries())
+	b.metrics.environments.Set(float64(b.manager.Len()))
+	select {
+	case b.envs.changed <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// openEnvWatch watches the whole bucket, takes its current entries as the
+// bucket's part of the environments, and returns the watcher for what follows.
+func (b *Bridge) openEnvWatch(ctx context.Context) (jetstream.KeyWatcher, error) {
+	w, err := b.envKV.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("environments bucket: %w", err)
+	}
+	b.envs.mu.Lock()
+	clear(b.envs.bucket)
+	b.envs.mu.Unlock()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = w.Stop()
+			return nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("environments bucket: watch ended")
+			}
+			if e == nil { // the current entries are all in
+				return w, nil
+			}
+			if e.Operation() == jetstream.KeyValuePut {
+				b.putBucketEnv(e.Key(), e.Value())
+			}
+		}
+	}
+}
+
+// watchEnvironments applies the bucket's puts and deletes as they happen,
+// watching anew if the watch ends.
+func (b *Bridge) watchEnvironments(ctx context.Context) {
+	w := b.envWatch
+	for {
+		b.applyUpdates(ctx, w)
+		_ = w.Stop()
+		for {
+			if ctx.Err() != nil {
+				return
+			}
+			var err error
+			if w, err = b.openEnvWatch(ctx); err == nil {
+				break
+			}
+			b.log.Error("environments watch", "err", err)
+			if !sleep(ctx, 2*time.Second) {
+				return
+			}
+		}
+		if err := b.rebuild(); err != nil {
+			b.log.Error("environments: reload not applied", "err", err)
+		}
+	}
+}
+
+func (b *Bridge) applyUpdates(ctx context.Context, w jetstream.KeyWatcher) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				continue
+			}
+			switch e.Operation() {
+			case jetstream.KeyValuePut:
+				b.putBucketEnv(e.Key(), e.Value())
+			default: // delete or purge
+				b.envs.mu.Lock()
+				delete(b.envs.bucket, e.Key())
+				b.envs.mu.Unlock()
+			}
+			if err := b.rebuild(); err != nil {
+				b.log.Error("environments: change not applied", "key", e.Key(), "err", err)
+				continue
+			}
+			b.log.Info("environments changed", "key", e.Key(), "op", e.Operation().String(), "environments", b.manager.Len())
+		}
+	}
+}

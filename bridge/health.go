@@ -1,0 +1,189 @@
+package bridge
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/boreas/operator-bridge/events"
+	"github.com/boreas/operator-bridge/operator"
+)
+
+// healthBoard remembers each environment's last health event and each
+// endpoint's run of failed checks.
+type healthBoard struct {
+	mu       sync.Mutex
+	env      map[string]events.Health
+	failures map[string]int // endpoint -> consecutive failed checks
+}
+
+func newHealthBoard() *healthBoard {
+	return &healthBoard{env: make(map[string]events.Health), failures: make(map[string]int)}
+}
+
+// last returns env's last health data, or nil before its first check.
+func (h *healthBoard) last(env string) *events.Health {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if v, ok := h.env[env]; ok {
+		return &v
+	}
+	return nil
+}
+
+// endpointGroup is the environments that share one operator endpoint, and so
+// one health check.
+type endpointGroup struct {
+	endpoint string
+	op       operator.Operator
+	envs     []operator.Entry
+}
+
+func groupByEndpoint(entries []operator.Entry) []endpointGroup {
+	idx := map[string]int{}
+	var groups []endpointGroup
+	for _, e := range entries {
+		if !e.Environment.Active {
+			continue
+		}
+		i, ok := idx[e.Endpoint]
+		if !ok {
+			i = len(groups)
+			idx[e.Endpoint] = i
+			groups = append(groups, endpointGroup{endpoint: e.Endpoint, op: e.Operator})
+		}
+		groups[i].envs = append(groups[i].envs, e)
+	}
+	sort.Slice(groups, func(a, b int) bool { return groups[a].endpoint < groups[b].endpoint })
+	return groups
+}
+
+// healthLoop checks every distinct operator endpoint once per HealthInterval,
+// spreading the checks over the interval instead of firing them in a burst,
+// and publishes operator.health for each active environment after its
+// endpoint's check. A change of the environment set starts a round at once
+// for environments not reported yet.
+func (b *Bridge) healthLoop(ctx context.Context) {
+	interval := b.cfg.HealthInterval
+	for {
+		round := time.Now()
+		groups := groupByEndpoint(b.manager.Entries())
+		var checks sync.WaitGroup
+		for i, g := range groups {
+			at := round.Add(time.Duration(i) * interval / time.Duration(len(groups)))
+			if !b.waitUntil(ctx, at, func() { b.checkNew(ctx, &checks) }) {
+				checks.Wait()
+				return
+			}
+			checks.Go(func() { b.checkGroup(ctx, g) })
+		}
+		if !b.waitUntil(ctx, round.Add(interval), func() { b.checkNew(ctx, &checks) }) {
+			checks.Wait()
+			return
+		}
+		checks.Wait()
+	}
+}
+
+// waitUntil waits until t, running onKick whenever the environment set
+// changes meanwhile; it reports false when ctx ends.
+func (b *Bridge) waitUntil(ctx context.Context, t time.Time, onKick func()) bool {
+	for {
+		d := time.Until(t)
+		if d <= 0 {
+			return true
+		}
+		timer := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return false
+		case <-b.envs.changed:
+			timer.Stop()
+			onKick()
+		case <-timer.C:
+			return true
+		}
+	}
+}
+
+// checkNew checks, at once, the endpoints of environments that have no
+// health event yet.
+func (b *Bridge) checkNew(ctx context.Context, wg *sync.WaitGroup) {
+	var fresh []operator.Entry
+	for _, e := range b.manager.Entries() {
+		if e.Environment.Active && b.health.last(e.Environment.ID) == nil {
+			fresh = append(fresh, e)
+		}
+	}
+	for _, g := range groupByEndpoint(fresh) {
+		wg.Go(func() { b.checkGroup(ctx, g) })
+	}
+}
+
+// checkGroup runs one health check for an endpoint and publishes the health
+// of each of its environments.
+func (b *Bridge) checkGroup(ctx context.Context, g endpointGroup) {
+	cctx, cancel := context.WithTimeout(ctx, b.cfg.OperatorTimeout)
+	start := time.Now()
+	err := g.op.HealthCheck(cctx)
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	latency := time.Since(start)
+	b.metrics.callSeconds.WithLabelValues(string(g.op.Kind()), "health").Observe(latency.Seconds())
+	b.circuits.Done(g.endpoint, err)
+	healthy := 0.0
+	if err == nil {
+		healthy = 1
+	}
+	b.metrics.healthy.WithLabelValues(g.endpoint).Set(healthy)
+
+	b.health.mu.Lock()
+	if err == nil {
+		b.health.failures[g.endpoint] = 0
+	} else {
+		b.health.failures[g.endpoint]++
+	}
+	failures := b.health.failures[g.endpoint]
+	b.health.mu.Unlock()
+
+	now := time.Now().UTC()
+	circuit := b.circuits.State(g.endpoint).String()
+	for _, e := range g.envs {
+		h := events.Health{
+			Environment: e.Environment.ID, Operator: string(e.Operator.Kind()), Endpoint: e.Endpoint,
+			Healthy: err == nil, LatencyMS: latency.Milliseconds(), CheckedAt: now,
+			ConsecutiveFailures: failures, Circuit: circuit,
+		}
+		if err != nil {
+			h.Error = err.Error()
+		}
+		b.health.mu.Lock()
+		prev, seen := b.health.env[e.Environment.ID]
+		h.Changed = !seen || prev.Healthy != h.Healthy
+		b.health.env[e.Environment.ID] = h
+		b.health.mu.Unlock()
+		b.publishHealth(ctx, h)
+	}
+}
+
+func (b *Bridge) publishHealth(ctx context.Context, h events.Health) {
+	msg, err := events.NewHealth(b.source, h)
+	if err != nil {
+		b.log.Error("encode health", "environment", h.Environment, "err", err)
+		return
+	}
+	if _, err := b.js.PublishMsg(ctx, msg); err != nil {
+		if ctx.Err() == nil {
+			b.log.Warn("health not stored", "environment", h.Environment, "err", err)
+		}
+		return
+	}
+	if h.Changed {
+		b.log.Info("operator health changed", "environment", h.Environment, "endpoint", h.Endpoint,
+			"healthy", h.Healthy, "error", h.Error)
+	}
+}

@@ -1,0 +1,27 @@
+package bridge
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// opsHandler serves /healthz (200 while the process works), /readyz (200
+// only while Ready) and /metrics.
+func (b *Bridge) opsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !b.Ready() {
+			http.Error(w, "not ready: NATS disconnected, a consumer missing or environments not loaded", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	if b.cfg.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(b.cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	return mux
+}
