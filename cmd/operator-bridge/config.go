@@ -35,11 +35,11 @@ type serveConfig struct {
 	NATSTLSCert  string `envconfig:"OPERATOR_BRIDGE_NATS_TLS_CERT" desc:"client certificate (PEM) for TLS to NATS"`
 	NATSTLSKey   string `envconfig:"OPERATOR_BRIDGE_NATS_TLS_KEY" desc:"client key (PEM) for TLS to NATS"`
 
-	K8sOperatorURL string        `envconfig:"OPERATOR_BRIDGE_K8S_OPERATOR_URL" default:"http://localhost:8081" desc:"default Kubernetes operator (alias MASTER_OPERATOR_K8S_OPERATOR_URL)"`
-	PMOperatorURL  string        `envconfig:"OPERATOR_BRIDGE_PM_OPERATOR_URL" default:"http://localhost:8082" desc:"default physical-machine operator (alias MASTER_OPERATOR_PM_OPERATOR_URL)"`
-	UseMock        bool          `envconfig:"OPERATOR_BRIDGE_USE_MOCK" default:"false" desc:"every environment uses the in-process mock operator (alias MASTER_OPERATOR_USE_MOCK)"`
-	OperatorToken  string        `envconfig:"OPERATOR_BRIDGE_OPERATOR_TOKEN" desc:"bearer token sent on every operator call"`
-	OperatorTLSCA  string        `envconfig:"OPERATOR_BRIDGE_OPERATOR_TLS_CA" desc:"PEM file of the CAs trusted for HTTPS operators"`
+	K8sOperatorURL  string        `envconfig:"OPERATOR_BRIDGE_K8S_OPERATOR_URL" default:"http://localhost:8081" desc:"default Kubernetes operator (alias MASTER_OPERATOR_K8S_OPERATOR_URL)"`
+	PMOperatorURL   string        `envconfig:"OPERATOR_BRIDGE_PM_OPERATOR_URL" default:"http://localhost:8082" desc:"default physical-machine operator (alias MASTER_OPERATOR_PM_OPERATOR_URL)"`
+	UseMock         bool          `envconfig:"OPERATOR_BRIDGE_USE_MOCK" default:"false" desc:"every environment uses the in-process mock operator (alias MASTER_OPERATOR_USE_MOCK)"`
+	OperatorToken   string        `envconfig:"OPERATOR_BRIDGE_OPERATOR_TOKEN" desc:"bearer token sent on every operator call"`
+	OperatorTLSCA   string        `envconfig:"OPERATOR_BRIDGE_OPERATOR_TLS_CA" desc:"PEM file of the CAs trusted for HTTPS operators"`
 	OperatorTimeout time.Duration `envconfig:"OPERATOR_BRIDGE_OPERATOR_TIMEOUT" default:"10s" desc:"bound of one operator call"`
 
 	EnvironmentsFile   string `envconfig:"OPERATOR_BRIDGE_ENVIRONMENTS_FILE" desc:"environments file (YAML or JSON)"`

@@ -8,4 +8,3 @@ func runStatus(ctx context.Context, c *cli, args []string) error       { return 
 func runWatch(ctx context.Context, c *cli, args []string) error        { return usageError("todo") }
 func runEnvs(ctx context.Context, c *cli, args []string) error         { return usageError("todo") }
 func runBench(ctx context.Context, c *cli, args []string) error        { return usageError("todo") }
-func runFakeOperator(ctx context.Context, c *cli, args []string) error { return usageError("todo") }

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/boreas/operator-bridge/operator"
+	"github.com/boreas/operator-bridge/operator/operatortest"
+)
+
+const fakeOperatorUsage = `Usage: operator-bridge fake-operator --kind kubernetes|physical [--listen ADDR] [faults]
+
+Runs a fake Kubernetes or physical-machine operator (the HTTP API of contract
+§5) that keeps the applied deployments in memory, logs each request to
+stderr and misbehaves on request. It stops on SIGINT or SIGTERM.
+`
+
+func runFakeOperator(ctx context.Context, c *cli, args []string) error {
+	fs := newFlagSet("fake-operator")
+	var (
+		kindName  = fs.String("kind", "kubernetes", "operator `kind`: kubernetes (k8s) or physical (pm)")
+		listen    = fs.String("listen", "127.0.0.1:8081", "`address` to listen on")
+		f         operatortest.Fault
+		logFormat = fs.String("log-format", "auto", "auto, text or json")
+	)
+	fs.DurationVar(&f.Latency, "latency", 0, "wait this long before every answer")
+	fs.IntVar(&f.FailTimes, "fail-times", 0, "answer the next `N` apply/status calls with --status-code (default 503), then succeed")
+	fs.IntVar(&f.StatusCode, "status-code", 0, "with --fail-times: its HTTP status; alone: every apply/status answers it")
+	fs.BoolVar(&f.Always503, "always-503", false, "answer every apply/status call with 503")
+	fs.BoolVar(&f.Reject, "reject", false, `answer every apply with {"success": false}`)
+	fs.BoolVar(&f.Garbage, "garbage", false, "answer apply/status with 200 and a body that is not JSON")
+	fs.BoolVar(&f.HealthDown, "health-down", false, "answer /health with 503")
+	fs.BoolVar(&f.Hang, "hang", false, "never answer")
+	fs.StringVar(&f.Token, "token", "", "require this bearer `token`, else 401")
+	if err := parseFlags(c, fs, fakeOperatorUsage, args); err != nil {
+		return err
+	}
+	kind, err := operator.ParseKind(*kindName)
+	if err != nil || kind == operator.Mock {
+		return usageError("fake-operator: --kind %q: want kubernetes (k8s) or physical (pm)", *kindName)
+	}
+	log := c.newLogger(c.stderr, slog.LevelInfo, *logFormat)
+
+	srv := operatortest.NewUnstartedServer(kind)
+	srv.SetFault(f)
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return withCode(exitFailed, fmt.Errorf("fake-operator: %w", err))
+	}
+	hs := &http.Server{Handler: logRequests(srv.Handler(), log), ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan error, 1) // Serve's one result
+	go func() { served <- hs.Serve(ln) }()
+	log.Info("fake operator listening", "kind", kind.String(), "url", "http://"+ln.Addr().String(), "faults", describeFault(f))
+
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		return withCode(exitFailed, fmt.Errorf("fake-operator: %w", err))
+	}
+	srv.Close() // ends hanging requests
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return withCode(exitFailed, fmt.Errorf("fake-operator: shutdown: %w", err))
+	}
+	log.Info("fake operator stopped")
+	return nil
+}
+
+// describeFault names the faults in effect (never the token itself).
+func describeFault(f operatortest.Fault) string {
+	var parts []string
+	add := func(on bool, s string) {
+		if on {
+			parts = append(parts, s)
+		}
+	}
+	add(f.Latency > 0, "latency="+f.Latency.String())
+	add(f.FailTimes > 0, fmt.Sprintf("fail-times=%d", f.FailTimes))
+	add(f.StatusCode > 0, fmt.Sprintf("status-code=%d", f.StatusCode))
+	add(f.Always503, "always-503")
+	add(f.Reject, "reject")
+	add(f.Garbage, "garbage")
+	add(f.HealthDown, "health-down")
+	add(f.Hang, "hang")
+	add(f.Token != "", "token required")
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// logRequests logs one line per request.
+func logRequests(h http.Handler, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.code,
+			"duration", time.Since(start).Round(time.Microsecond))
+	})
+}
