@@ -62,6 +62,10 @@ const GarbageBody = "<html><body>502 Bad Gateway... just kidding, 200</body></ht
 // maxRequestBody bounds a recorded request body.
 const maxRequestBody = 10 << 20
 
+// MaxRecorded is how many requests a Server remembers; older ones are
+// forgotten, so a long-running fake operator does not grow without bound.
+const MaxRecorded = 10000
+
 // Server is a fake operator listening on 127.0.0.1.
 type Server struct {
 	URL  string // base URL, e.g. http://127.0.0.1:50123, once started
@@ -167,7 +171,8 @@ func (s *Server) SetFault(f Fault) {
 	s.failed = 0
 }
 
-// Requests returns the requests received so far, oldest first.
+// Requests returns the requests received so far (the last MaxRecorded),
+// oldest first.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -211,6 +216,9 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, maxRequestBody))
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		s.mu.Lock()
+		if len(s.requests) >= MaxRecorded {
+			s.requests = slices.Delete(s.requests, 0, len(s.requests)-MaxRecorded+1)
+		}
 		s.requests = append(s.requests, Request{
 			Method: r.Method, Path: r.URL.Path, RawPath: r.URL.EscapedPath(),
 			Header: r.Header.Clone(), Body: body, Time: time.Now(),
@@ -230,15 +238,16 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 			case <-r.Context().Done():
 				return
 			case <-s.closing:
-				return
+				panic(http.ErrAbortHandler) // drop the connection, answer nothing
 			}
 		}
 		if f.Hang {
 			select {
 			case <-r.Context().Done():
+				return
 			case <-s.closing:
+				panic(http.ErrAbortHandler)
 			}
-			return
 		}
 		if f.DropConn {
 			if hj, ok := w.(http.Hijacker); ok {
