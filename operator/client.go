@@ -180,7 +180,7 @@ func (c *Client) Apply(ctx context.Context, req ApplyRequest) (ApplyResponse, er
 		return ApplyResponse{}, c.fail("apply", Rejected, 0, "cannot encode request: "+err.Error(), err)
 	}
 	start := time.Now()
-	code, data, err := c.roundTrip(ctx, "apply", http.MethodPost, c.routes.Apply, body)
+	code, data, err := c.roundTrip(ctx, "apply", http.MethodPost, c.routes.Apply, body, true)
 	if err == nil {
 		var resp ApplyResponse
 		resp, err = c.decodeApply(code, data)
@@ -199,7 +199,7 @@ func (c *Client) Status(ctx context.Context, app string) (Status, error) {
 		c.observe("status", 0, start, err)
 		return Status{}, err
 	}
-	code, data, err := c.roundTrip(ctx, "status", http.MethodGet, c.routes.Status+escapeSegment(app), nil)
+	code, data, err := c.roundTrip(ctx, "status", http.MethodGet, c.routes.Status+escapeSegment(app), nil, true)
 	if err == nil {
 		var st Status
 		st, err = decodeStatus(data)
@@ -216,7 +216,7 @@ func (c *Client) Status(ctx context.Context, app string) (Status, error) {
 // HealthCheck calls the operator's health endpoint: any 2xx is healthy.
 func (c *Client) HealthCheck(ctx context.Context) error {
 	start := time.Now()
-	code, _, err := c.roundTrip(ctx, "health", http.MethodGet, c.routes.Health, nil)
+	code, _, err := c.roundTrip(ctx, "health", http.MethodGet, c.routes.Health, nil, false)
 	c.observe("health", code, start, err)
 	return err
 }
@@ -251,8 +251,8 @@ func (c *Client) decodeApply(code int, data []byte) (ApplyResponse, error) {
 var errCallTimeout = errors.New("operator call timed out")
 
 // roundTrip makes one HTTP call and returns the status and body of a 2xx
-// answer, or a *Error.
-func (c *Client) roundTrip(ctx context.Context, op, method, path string, body []byte) (int, []byte, error) {
+// answer, or a *Error. Without needBody, a 2xx body of any size is fine.
+func (c *Client) roundTrip(ctx context.Context, op, method, path string, body []byte, needBody bool) (int, []byte, error) {
 	if c.err != nil {
 		return 0, nil, c.fail(op, Rejected, 0, "invalid operator client: "+c.err.Error(), c.err)
 	}
@@ -298,7 +298,7 @@ func (c *Client) roundTrip(ctx context.Context, op, method, path string, body []
 	}
 	switch code := resp.StatusCode; {
 	case code >= 200 && code <= 299:
-		if tooLarge {
+		if tooLarge && needBody {
 			return code, nil, c.fail(op, InvalidResponse, code, fmt.Sprintf("response body exceeds %d bytes", c.maxBody), nil)
 		}
 		return code, data, nil

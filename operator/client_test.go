@@ -386,6 +386,16 @@ func TestClientBodyLimit(t *testing.T) {
 	}
 }
 
+func TestClientHealthIgnoresBodySize(t *testing.T) {
+	url := httpServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(strings.Repeat("ok ", 1000)))
+	}))
+	c := newClient(t, operator.Kubernetes, url, operator.ClientOptions{MaxBodyBytes: 10})
+	if err := c.HealthCheck(t.Context()); err != nil {
+		t.Errorf("HealthCheck with a large 2xx body: %v", err)
+	}
+}
+
 func TestClientCallerContext(t *testing.T) {
 	t.Run("cancelled mid-call", func(t *testing.T) {
 		srv := newServer(t, operator.Kubernetes)

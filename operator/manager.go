@@ -175,9 +175,9 @@ func (m *Manager) CheckHealth(ctx context.Context) []HealthResult {
 	order := make([]*check, 0, len(entries))
 	keys := make([]string, len(entries))
 	for i, e := range entries {
-		key := e.Endpoint
-		if key == "" || key == MockEndpoint {
-			key = "env:" + e.Environment.ID // each mock is its own operator
+		key := string(e.Operator.Kind()) + " " + e.Endpoint
+		if e.Endpoint == "" || e.Endpoint == MockEndpoint {
+			key = "env " + e.Environment.ID // each mock is its own operator
 		}
 		keys[i] = key
 		if _, ok := checks[key]; !ok {

@@ -176,6 +176,7 @@ func TestManagerCheckHealth(t *testing.T) {
 		{ID: "pm", Type: operator.Physical, OperatorURL: down.URL, Active: true},
 		{ID: "mock", Type: operator.Mock, Active: true},
 		{ID: "off", Type: operator.Kubernetes, OperatorURL: up.URL, Active: false},
+		{ID: "pm-same-url", Type: operator.Physical, OperatorURL: up.URL, Active: true},
 	}
 	m, err := f.Build(envs)
 	if err != nil {
@@ -194,12 +195,13 @@ func TestManagerCheckHealth(t *testing.T) {
 		"k8s-b " + up.URL + " ok",
 		"mock mock ok",
 		"pm " + down.URL + " unavailable",
+		"pm-same-url " + up.URL + " ok",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("results (-want +got):\n%s", diff)
 	}
-	if n := len(up.Requests()); n != 1 {
-		t.Errorf("the shared endpoint was checked %d times, want once", n)
+	if n := len(up.Requests()); n != 2 {
+		t.Errorf("the shared endpoint was checked %d times, want once per kind (2)", n)
 	}
 }
 
