@@ -1,7 +1,6 @@
 package operatortest_test
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -23,7 +22,7 @@ func TestCloseEndsHangingRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { _, err := c.Status(context.Background(), "a"); done <- err }()
+	go func() { _, err := c.Status(t.Context(), "a"); done <- err }()
 	for len(srv.Requests()) == 0 {
 		time.Sleep(time.Millisecond)
 	}
@@ -145,4 +144,17 @@ func TestNewUnstartedServerPanicsOnMock(t *testing.T) {
 		}
 	}()
 	operatortest.NewUnstartedServer(operator.Mock)
+}
+
+func TestLatency(t *testing.T) {
+	srv := operatortest.NewServer(operator.Kubernetes)
+	defer srv.Close()
+	srv.SetFault(operatortest.Fault{Latency: 30 * time.Millisecond})
+	start := time.Now()
+	if err := operator.NewK8sClient(srv.URL).HealthCheck(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 30*time.Millisecond {
+		t.Errorf("answered after %v, before the 30ms latency", d)
+	}
 }
