@@ -124,13 +124,13 @@ func NewClient(kind Kind, baseURL string, opts ClientOptions) (*Client, error) {
 
 // NewK8sClient returns a client of the Kubernetes operator at baseURL with
 // default options. If baseURL is invalid, every call returns that error.
-func NewK8sClient(baseURL string) *Client { return mustClient(Kubernetes, baseURL) }
+func NewK8sClient(baseURL string) *Client { return brokenOrClient(Kubernetes, baseURL) }
 
 // NewPMClient returns a client of the physical-machine operator at baseURL
 // with default options. If baseURL is invalid, every call returns that error.
-func NewPMClient(baseURL string) *Client { return mustClient(Physical, baseURL) }
+func NewPMClient(baseURL string) *Client { return brokenOrClient(Physical, baseURL) }
 
-func mustClient(kind Kind, baseURL string) *Client {
+func brokenOrClient(kind Kind, baseURL string) *Client {
 	c, err := NewClient(kind, baseURL, ClientOptions{})
 	if err != nil {
 		return &Client{kind: kind, endpoint: redactString(baseURL), err: err}
