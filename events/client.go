@@ -180,12 +180,18 @@ func (c *Client) listen(ctx context.Context, env string) error {
 	// The server handles a connection's messages in order, so the request
 	// published after this is seen after the subscription; the flush makes
 	// a failed subscription an error here rather than a silent timeout.
-	if err := c.nc.FlushWithContext(ctx); err != nil {
+	if err := c.flush(ctx); err != nil {
 		_ = sub.Unsubscribe()
 		return fmt.Errorf("subscribe %s: %w", DeployResultSubject(env), err)
 	}
 	c.subs[env] = sub
 	return nil
+}
+
+func (c *Client) flush(ctx context.Context) error {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	return c.nc.FlushWithContext(ctx)
 }
 
 func (c *Client) wait(id string) chan DeployResult {
