@@ -286,6 +286,10 @@ func serveBridgeEndpoints(t *testing.T, url string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The endpoints answer once the server has their subscriptions.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestClientStatusAndEnvironments(t *testing.T) {
