@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,12 +14,12 @@ import (
 	"github.com/boreas/operator-bridge/events"
 )
 
-// bridgeClient speaks the wire contract to a bridge through NATS: the
-// operations of the client commands and of the demo.
-//
-// It is written here, against the events package's encoders and decoders,
-// because events.Client did not exist yet when this command was written.
+// bridgeClient is what the client commands and the demo use to speak the
+// contract: the events package's Client, plus the connection and JetStream
+// for what the Client does not do (bench's async publishing, the demo's
+// status queries on the stream).
 type bridgeClient struct {
+	*events.Client
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	source string
@@ -35,59 +34,36 @@ func newBridgeClient(nc *nats.Conn, who string) (*bridgeClient, error) {
 	if host == "" {
 		host = "localhost"
 	}
-	return &bridgeClient{nc: nc, js: js, source: "/operator-bridge-cli/" + who + "/" + host}, nil
+	source := "/operator-bridge-cli/" + who + "/" + host
+	ec, err := events.NewClient(nc, events.WithSource(source))
+	if err != nil {
+		return nil, err
+	}
+	return &bridgeClient{Client: ec, nc: nc, js: js, source: source}, nil
 }
 
 // published is a request stored by JetStream.
 type published struct {
-	ID        string `json:"request_id"`
-	Subject   string `json:"subject"`
-	Stream    string `json:"stream"`
-	Sequence  uint64 `json:"seq"`
-	Duplicate bool   `json:"duplicate,omitempty"`
+	ID      string `json:"request_id"`
+	Subject string `json:"subject"`
 }
 
 // deploy publishes a deploy request and, when wait, waits for its result.
-func (bc *bridgeClient) deploy(ctx context.Context, env string, req events.DeployRequest, wait bool, opts ...events.EventOption) (published, *events.DeployResult, error) {
-	msg, id, err := events.NewDeployRequest(bc.source, env, req, opts...)
-	if err != nil {
-		return published{}, nil, usageError("deploy: %v", err)
+// id is the event id ("" for a new one).
+func (bc *bridgeClient) deploy(ctx context.Context, env, id string, req events.DeployRequest, wait bool) (published, *events.DeployResult, error) {
+	if id == "" {
+		id = events.NewEventID() // chosen here, so a timeout can name it
 	}
-	var results chan events.DeployResult
-	if wait {
-		// Subscribe before publishing, so the result cannot slip past.
-		results = make(chan events.DeployResult, 1) // the one result we wait for
-		sub, err := bc.nc.Subscribe(events.DeployResultSubject(env), func(m *nats.Msg) {
-			_, res, err := events.DecodeDeployResult(m.Header, m.Data)
-			if err == nil && res.RequestID == id {
-				select {
-				case results <- res:
-				default:
-				}
-			}
-		})
-		if err != nil {
-			return published{}, nil, err
-		}
-		defer sub.Unsubscribe()
-		if err := bc.nc.FlushWithContext(ctx); err != nil {
-			return published{}, nil, err
-		}
-	}
-	ack, err := bc.js.PublishMsg(ctx, msg)
-	if err != nil {
-		return published{}, nil, fmt.Errorf("publish %s: %w", msg.Subject, err)
-	}
-	p := published{ID: id, Subject: msg.Subject, Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}
+	p := published{ID: id, Subject: events.DeployRequestSubject(env)}
 	if !wait {
-		return p, nil, nil
+		_, err := bc.PublishDeploy(ctx, env, req, events.WithID(id))
+		return p, nil, err
 	}
-	select {
-	case res := <-results:
-		return p, &res, nil
-	case <-ctx.Done():
-		return p, nil, fmt.Errorf("no result for request %s (DEPLOY seq %d): %w", id, ack.Sequence, ctx.Err())
+	res, err := bc.Deploy(ctx, env, req, events.WithID(id))
+	if err != nil {
+		return p, nil, err
 	}
+	return p, &res, nil
 }
 
 // status asks the bridge's request/reply endpoint for app's status in env.
@@ -95,45 +71,32 @@ func (bc *bridgeClient) status(ctx context.Context, env, app string) (events.Sta
 	if !events.ValidEnvironmentID(env) {
 		return events.StatusResult{}, usageError("status: %q is not an environment ID", env)
 	}
-	body, _ := json.Marshal(events.StatusQuery{App: app})
-	reply, err := bc.nc.RequestWithContext(ctx, events.StatusEndpointSubject(env), body)
+	sr, err := bc.Status(ctx, env, app)
 	if err != nil {
-		return events.StatusResult{}, requestError(events.StatusEndpointSubject(env), err)
-	}
-	ev, err := events.Decode(reply.Header, reply.Data)
-	if err != nil {
-		return events.StatusResult{}, fmt.Errorf("status reply: %w", err)
-	}
-	var sr events.StatusResult
-	if err := json.Unmarshal(ev.Data(), &sr); err != nil {
-		return events.StatusResult{}, fmt.Errorf("status reply data: %w", err)
+		return sr, requestError(err)
 	}
 	return sr, nil
 }
 
 // environments lists the bridge's environments.
 func (bc *bridgeClient) environments(ctx context.Context) ([]events.EnvironmentInfo, error) {
-	reply, err := bc.nc.RequestWithContext(ctx, events.SubjectEnvironments, nil)
+	envs, err := bc.Environments(ctx)
 	if err != nil {
-		return nil, requestError(events.SubjectEnvironments, err)
-	}
-	var envs []events.EnvironmentInfo
-	if err := json.Unmarshal(reply.Data, &envs); err != nil {
-		return nil, fmt.Errorf("environments reply: %w (%.200q)", err, reply.Data)
+		return nil, requestError(err)
 	}
 	return envs, nil
 }
 
-// requestError explains a failed request/reply call: no bridge or no answer
-// is exit code 3.
-func requestError(subject string, err error) error {
+// requestError gives a failed request/reply call its exit code: no bridge
+// or no answer is 3.
+func requestError(err error) error {
 	if errors.Is(err, nats.ErrNoResponders) {
-		return withCode(exitTimeout, fmt.Errorf("no bridge answers on %s (is operator-bridge running?)", subject))
+		return withCode(exitTimeout, fmt.Errorf("%w (is operator-bridge running?)", err))
 	}
 	if isTimeout(err) {
-		return withCode(exitTimeout, fmt.Errorf("%s: no answer: %w", subject, err))
+		return withCode(exitTimeout, err)
 	}
-	return fmt.Errorf("%s: %w", subject, err)
+	return err
 }
 
 // streamOf names the stream that stores subject (contract §1).
@@ -151,56 +114,43 @@ func streamOf(subject string) (string, error) {
 	return "", fmt.Errorf("subject %q is in none of the bridge's streams (deploy.>, status.>, operator.health.>, deadletter.>)", subject)
 }
 
-// startPoint is where a watch starts.
-type startPoint struct {
-	policy jetstream.DeliverPolicy
-	seq    uint64
-	time   time.Time
-}
-
-// parseFrom reads --from: new, all, last, a duration ago, a time or a
-// stream sequence.
-func parseFrom(s string, now time.Time) (startPoint, error) {
+// parseFrom reads --from into the start of events.WatchOptions: new, all,
+// last, a duration ago, a time or a stream sequence.
+func parseFrom(s string, now time.Time) (events.WatchOptions, error) {
 	switch strings.ToLower(s) {
 	case "", "new", "now":
-		return startPoint{policy: jetstream.DeliverNewPolicy}, nil
-	case "all", "start", "beginning":
-		return startPoint{policy: jetstream.DeliverAllPolicy}, nil
+		return events.WatchOptions{New: true}, nil
+	case "all", "start", "beginning", "0":
+		return events.WatchOptions{}, nil
 	case "last":
-		return startPoint{policy: jetstream.DeliverLastPerSubjectPolicy}, nil
+		return events.WatchOptions{LastPerSubject: true}, nil
 	}
 	var seq uint64
 	if _, err := fmt.Sscanf(s, "%d", &seq); err == nil && fmt.Sprint(seq) == s {
-		if seq == 0 {
-			return startPoint{policy: jetstream.DeliverAllPolicy}, nil
-		}
-		return startPoint{policy: jetstream.DeliverByStartSequencePolicy, seq: seq}, nil
+		return events.WatchOptions{StartSeq: seq}, nil
 	}
 	if d, err := time.ParseDuration(s); err == nil && d > 0 {
-		return startPoint{policy: jetstream.DeliverByStartTimePolicy, time: now.Add(-d)}, nil
+		return events.WatchOptions{StartTime: now.Add(-d)}, nil
 	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"} {
 		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
-			return startPoint{policy: jetstream.DeliverByStartTimePolicy, time: t}, nil
+			return events.WatchOptions{StartTime: t}, nil
 		}
 	}
-	return startPoint{}, fmt.Errorf("--from %q: want new, all, last, a duration (15m), a time (RFC 3339) or a stream sequence", s)
+	return events.WatchOptions{}, fmt.Errorf("--from %q: want new, all, last, a duration (15m), a time (RFC 3339) or a stream sequence", s)
 }
 
-// watched is one message a watch delivers.
-type watched struct {
-	Stream   string
-	Sequence uint64
-	Subject  string
-	Header   nats.Header
-	Data     []byte
-	Time     time.Time // when JetStream stored it
+// watchItem is one message (or the error that ended a stream's watch).
+type watchItem struct {
+	events.Watched
+	Stream string
+	Err    error
 }
 
-// watch follows subjects from a start point with one ordered consumer per
-// stream, delivering to out until ctx ends. It returns once every consumer is
-// set up; the consumers stop when ctx ends.
-func (bc *bridgeClient) watch(ctx context.Context, subjects []string, from startPoint, out chan<- watched) error {
+// watch follows subjects from a start point, one events.Client watch per
+// stream, delivering to out until ctx ends or a watch fails (its error is
+// delivered last).
+func (bc *bridgeClient) watch(ctx context.Context, subjects []string, from events.WatchOptions, out chan<- watchItem) error {
 	byStream := map[string][]string{}
 	var order []string
 	for _, s := range subjects {
@@ -213,52 +163,27 @@ func (bc *bridgeClient) watch(ctx context.Context, subjects []string, from start
 		}
 		byStream[st] = append(byStream[st], s)
 	}
-	var ccs []jetstream.ConsumeContext
-	stopAll := func() {
-		for _, cc := range ccs {
-			cc.Stop()
-		}
-	}
 	for _, st := range order {
-		cfg := jetstream.OrderedConsumerConfig{FilterSubjects: byStream[st], DeliverPolicy: from.policy}
-		switch from.policy {
-		case jetstream.DeliverByStartSequencePolicy:
-			cfg.OptStartSeq = from.seq
-		case jetstream.DeliverByStartTimePolicy:
-			t := from.time
-			cfg.OptStartTime = &t
-		}
-		cons, err := bc.js.OrderedConsumer(ctx, st, cfg)
-		if err != nil {
-			stopAll()
-			if errors.Is(err, jetstream.ErrStreamNotFound) {
-				return fmt.Errorf("watch: stream %s not found (has the bridge started on this NATS?)", st)
+		opts := from
+		opts.Stream, opts.Subjects = st, byStream[st]
+		go func() {
+			for w, err := range bc.Watch(ctx, opts) {
+				if err != nil && w.Data == nil {
+					// The watch itself failed (a message that does not
+					// decode still has its data and is shown as such).
+					select {
+					case out <- watchItem{Stream: opts.Stream, Err: err}:
+					case <-ctx.Done():
+					}
+					return
+				}
+				select {
+				case out <- watchItem{Watched: w, Stream: opts.Stream}:
+				case <-ctx.Done():
+					return
+				}
 			}
-			if isTimeout(err) || errors.Is(err, jetstream.ErrNoStreamResponse) {
-				return withCode(exitTimeout, fmt.Errorf("watch: stream %s: %w", st, err))
-			}
-			return fmt.Errorf("watch: stream %s: %w", st, err)
-		}
-		stream := st
-		cc, err := cons.Consume(func(m jetstream.Msg) {
-			w := watched{Stream: stream, Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}
-			if md, err := m.Metadata(); err == nil {
-				w.Sequence, w.Time = md.Sequence.Stream, md.Timestamp
-			}
-			select {
-			case out <- w:
-			case <-ctx.Done():
-			}
-		})
-		if err != nil {
-			stopAll()
-			return fmt.Errorf("watch: stream %s: %w", st, err)
-		}
-		ccs = append(ccs, cc)
+		}()
 	}
-	go func() {
-		<-ctx.Done()
-		stopAll()
-	}()
 	return nil
 }

@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/boreas/operator-bridge/events"
 )
@@ -54,10 +57,6 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 	if req.Deployments, err = parseDeployments(*deps, *ver, *pkg); err != nil {
 		return usageError("deploy: %v", err)
 	}
-	var opts []events.EventOption
-	if *id != "" {
-		opts = append(opts, events.WithID(*id))
-	}
 
 	nc, err := cf.connect("deploy")
 	if err != nil {
@@ -70,14 +69,11 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()
-	pub, res, err := bc.deploy(wctx, *env, req, !*noWait, opts...)
+	pub, res, err := bc.deploy(wctx, *env, *id, req, !*noWait)
 	p := palette{on: !cf.json && c.useColor(c.stdout)}
 	if err != nil {
-		if pub.ID != "" && !cf.json {
-			fmt.Fprintf(c.stdout, "published request %s to %s (%s seq %d)\n", pub.ID, pub.Subject, pub.Stream, pub.Sequence)
-		}
 		if isTimeout(err) {
-			return withCode(exitTimeout, err)
+			return withCode(exitTimeout, fmt.Errorf("no result for request %s on %s within %s (the bridge may still be retrying): %w", pub.ID, pub.Subject, cf.timeout, err))
 		}
 		return err
 	}
@@ -85,10 +81,7 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 		if cf.json {
 			return writeJSON(c.stdout, pub)
 		}
-		fmt.Fprintf(c.stdout, "published request %s to %s (%s seq %d)\n", pub.ID, pub.Subject, pub.Stream, pub.Sequence)
-		if pub.Duplicate {
-			fmt.Fprintln(c.stdout, p.yellow("note: JetStream already had a request with this id; it was not stored again"))
-		}
+		fmt.Fprintf(c.stdout, "published request %s to %s\n", pub.ID, pub.Subject)
 		return nil
 	}
 	if cf.json {
@@ -96,7 +89,7 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 	} else {
-		printDeployResult(c.stdout, p, pub, *res)
+		printDeployResult(c.stdout, p, *res)
 	}
 	if res.Outcome != events.Succeeded {
 		return withCode(exitFailed, nil)
@@ -146,7 +139,7 @@ func parseDeployments(s, version, pkg string) ([]events.Deployment, error) {
 	return out, nil
 }
 
-func printDeployResult(w io.Writer, p palette, pub published, r events.DeployResult) {
+func printDeployResult(w io.Writer, p palette, r events.DeployResult) {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintf(tw, "outcome\t%s\n", outcomeText(p, r.Outcome))
 	fmt.Fprintf(tw, "environment\t%s\n", r.Environment)
@@ -167,7 +160,7 @@ func printDeployResult(w io.Writer, p palette, pub published, r events.DeployRes
 		}
 		fmt.Fprintf(tw, "error\t%s: %s (%s)\n", p.red(string(r.Error.Code)), r.Error.Message, retry)
 	}
-	fmt.Fprintf(tw, "request\t%s\n", p.dim(fmt.Sprintf("%s (%s seq %d)", r.RequestID, pub.Stream, pub.Sequence)))
+	fmt.Fprintf(tw, "request\t%s\n", p.dim(r.RequestID))
 	tw.Flush()
 }
 
@@ -367,7 +360,7 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 		wctx, cancel = context.WithTimeout(wctx, *dur)
 		defer cancel()
 	}
-	out := make(chan watched, 64) // smooths bursts from the consumers; printing is the bottleneck
+	out := make(chan watchItem, 64) // smooths bursts from the consumers; printing is the bottleneck
 	if err := bc.watch(wctx, subs, start, out); err != nil {
 		return err
 	}
@@ -381,6 +374,9 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 		case <-wctx.Done():
 			return nil // Ctrl-C or --for: a watch ends well
 		case w := <-out:
+			if w.Err != nil {
+				return watchError(w.Stream, w.Err)
+			}
 			if cf.json {
 				if err := writeWatchedJSON(c.stdout, w); err != nil {
 					return err
@@ -396,7 +392,18 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 	}
 }
 
-func writeWatchedJSON(w io.Writer, m watched) error {
+// watchError explains a watch that failed: a missing stream, or NATS gone.
+func watchError(stream string, err error) error {
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("watch: stream %s not found (has a bridge started on this NATS?)", stream)
+	}
+	if isTimeout(err) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return withCode(exitTimeout, err)
+	}
+	return err
+}
+
+func writeWatchedJSON(w io.Writer, m watchItem) error {
 	line := struct {
 		Stream   string          `json:"stream"`
 		Sequence uint64          `json:"seq"`
@@ -404,7 +411,7 @@ func writeWatchedJSON(w io.Writer, m watched) error {
 		Stored   time.Time       `json:"stored"`
 		Event    json.RawMessage `json:"event,omitempty"`
 		Raw      string          `json:"raw,omitempty"`
-	}{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject, Stored: m.Time}
+	}{Stream: m.Stream, Sequence: m.Sequence, Subject: m.Subject, Stored: m.Stored}
 	if json.Valid(m.Data) {
 		line.Event = m.Data
 	} else {

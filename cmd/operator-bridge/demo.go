@@ -270,12 +270,8 @@ func (w *waiters) deliver(m *nats.Msg) {
 			ch <- r
 		}
 	case strings.HasPrefix(m.Subject, events.PrefixStatusResult):
-		ev, err := events.Decode(m.Header, m.Data)
+		_, r, err := events.DecodeStatusResult(m.Header, m.Data)
 		if err != nil {
-			return
-		}
-		var r events.StatusResult
-		if json.Unmarshal(ev.Data(), &r) != nil {
 			return
 		}
 		w.mu.Lock()
@@ -324,13 +320,10 @@ func (d *demo) verdict(ok bool, format string, args ...any) int {
 
 // deploy publishes a request, waits for its result and checks it.
 func (d *demo) deploy(ctx context.Context, env string, req events.DeployRequest, want expectation, during func(), opts ...events.EventOption) int {
-	msg, id, err := events.NewDeployRequest(d.bc.source, env, req, opts...)
-	if err != nil {
-		return d.verdict(false, "cannot make the request: %v", err)
-	}
+	id := events.NewEventID()
 	ch := d.w.expectDeploy(id)
-	d.out.line(d.p.dim(fmt.Sprintf("   → %s %s", msg.Subject, compactJSON(mustJSON(req)))))
-	if _, err := d.bc.js.PublishMsg(ctx, msg); err != nil {
+	d.out.line(d.p.dim(fmt.Sprintf("   → %s %s", events.DeployRequestSubject(env), compactJSON(mustJSON(req)))))
+	if _, err := d.bc.PublishDeploy(ctx, env, req, append(opts, events.WithID(id))...); err != nil {
 		return d.verdict(false, "publish: %v", err)
 	}
 	if during != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -22,12 +21,8 @@ func eventLine(p palette, subject string, h nats.Header, body []byte) string {
 		return fmt.Sprintf("%s %s %-16s %s %s", stamp(p, ev.Time()), p.cyan(pad("deploy", 7)), r.Environment,
 			r.App+" "+r.Version, deploySummary(p, r))
 	case strings.HasPrefix(subject, events.PrefixStatusResult):
-		ev, err := events.Decode(h, body)
+		ev, r, err := events.DecodeStatusResult(h, body)
 		if err != nil {
-			return badLine(p, subject, err)
-		}
-		var r events.StatusResult
-		if err := json.Unmarshal(ev.Data(), &r); err != nil {
 			return badLine(p, subject, err)
 		}
 		return fmt.Sprintf("%s %s %-16s %s %s", stamp(p, ev.Time()), p.cyan(pad("status", 7)), r.Environment, r.App, statusSummary(p, r))

@@ -2,4 +2,4 @@ package main
 
 import "context"
 
-func runBench(ctx context.Context, c *cli, args []string) error  { return usageError("todo") }
+func runBench(ctx context.Context, c *cli, args []string) error { return usageError("todo") }
