@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -117,7 +118,8 @@ type running struct {
 	b      *bridge.Bridge
 	nc     *nats.Conn
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{} // closed when Run has returned, with err set
+	err    error
 }
 
 // stop cancels the bridge and waits for Run to return.
@@ -125,9 +127,9 @@ func (r *running) stop(t *testing.T) {
 	t.Helper()
 	r.cancel()
 	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
+	case <-r.done:
+		if r.err != nil {
+			t.Fatalf("Run: %v", r.err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not return after cancel")
@@ -173,8 +175,8 @@ func (w *world) startBridge(mod ...func(*bridgeOpts)) *running {
 		w.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{b: b, nc: nc, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- b.Run(ctx) }()
+	r := &running{b: b, nc: nc, cancel: cancel, done: make(chan struct{})}
+	go func() { r.err = b.Run(ctx); close(r.done) }()
 	w.t.Cleanup(func() {
 		cancel()
 		select {
@@ -291,4 +293,15 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
 }

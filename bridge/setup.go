@@ -104,7 +104,7 @@ func (b *Bridge) setupStreams(ctx context.Context) error {
 
 // leaseTTL outlasts one operator call and the result that follows it.
 func (b *Bridge) leaseTTL() time.Duration {
-	return b.cfg.OperatorTimeout + 10*time.Second
+	return b.cfg.OperatorTimeout + 5*time.Second
 }
 
 func (b *Bridge) ensureConsumer(ctx context.Context, stream string) (jetstream.Consumer, error) {
