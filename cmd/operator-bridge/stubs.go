@@ -1,5 +1,0 @@
-package main
-
-import "context"
-
-func runBench(ctx context.Context, c *cli, args []string) error { return usageError("todo") }
