@@ -97,8 +97,12 @@ func (b *Bridge) putBucketEnv(key string, value []byte) {
 // manager's table as a whole.
 func (b *Bridge) rebuild() error {
 	built, err := b.factory.Build(b.envs.merged())
-	if err != nil {
+	if built == nil {
 		return fmt.Errorf("environments: %w", err)
+	}
+	// Build keeps the environments it could make and names the others.
+	if err != nil {
+		b.log.Error("environments left out", "err", err)
 	}
 	b.manager.Replace(built.Entries())
 	b.metrics.environments.Set(float64(b.manager.Len()))

@@ -305,3 +305,12 @@ func freePort(t *testing.T) string {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port
 }
+
+func newFactory(t *testing.T) (*operator.Factory, error) {
+	t.Helper()
+	return operator.NewFactory(operator.DefaultSettings())
+}
+
+func newBridge(w *world, f *operator.Factory, manage bool) (*bridge.Bridge, error) {
+	return bridge.New(w.connect(), f, bridge.Config{ManageStreams: manage, EnvironmentsFile: w.file, EnvironmentsBucket: "environments"})
+}
