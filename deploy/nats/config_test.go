@@ -594,6 +594,29 @@ func TestSingleNodePermissions(t *testing.T) {
 		}
 	}
 
+	// A consumer's delivery subject is not checked against its creator's
+	// publish permissions, so a viewer can aim a push consumer at
+	// deploy.request.x: core subscribers of that subject get the copies, but
+	// JetStream does not store them, so nothing reaches the bridge's DEPLOY
+	// consumer.
+	spy, err := admin.nc.SubscribeSync("deploy.request.forged")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = admin.nc.Flush()
+	if _, err := viewer.js.CreatePushConsumer(ctx, "HEALTH", jetstream.ConsumerConfig{
+		Name: "forge", DeliverSubject: "deploy.request.forged", DeliverPolicy: jetstream.DeliverLastPolicy, AckPolicy: jetstream.AckNonePolicy,
+	}); err != nil {
+		t.Fatalf("viewer: push consumer: %v", err)
+	}
+	if _, err := spy.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("the forged delivery did not come: %v", err)
+	}
+	_ = viewer.js.DeleteConsumer(ctx, "HEALTH", "forge")
+	if _, err := deploy.GetLastMsgForSubject(ctx, "deploy.request.forged"); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("DEPLOY stored a push consumer's delivery: %v", err)
+	}
+
 	// The micro service: the bridge serves, master and viewer ask.
 	svc, err := micro.AddService(br.nc, micro.Config{Name: bridge.ServiceName, Version: "0.0.0"})
 	if err != nil {
