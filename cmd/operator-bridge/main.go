@@ -160,10 +160,13 @@ func parseFlags(c *cli, fs *flag.FlagSet, usage string, args []string) error {
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(c.stdout, usage)
-		fmt.Fprintln(c.stdout, "\nFlags:")
-		fs.SetOutput(c.stdout)
+		var b strings.Builder
+		fs.SetOutput(&b)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
+		fmt.Fprintln(c.stdout, "\nFlags:")
+		// Show the --long form, which the usage texts use.
+		fmt.Fprint(c.stdout, strings.ReplaceAll("\n"+b.String(), "\n  -", "\n  --")[1:])
 		return flag.ErrHelp
 	}
 	if err != nil {

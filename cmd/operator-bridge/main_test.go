@@ -1,0 +1,655 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/boreas/operator-bridge/events"
+	"github.com/boreas/operator-bridge/operator"
+	"github.com/boreas/operator-bridge/operator/operatortest"
+)
+
+// lockedBuffer is a bytes.Buffer that a running command writes while the
+// test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// result is what one run() returned and wrote.
+type result struct {
+	stdout, stderr string
+	code           int
+	err            error
+}
+
+// runCmd runs the command line args through run, as main does.
+func runCmd(t *testing.T, args ...string) result {
+	t.Helper()
+	var out, errb lockedBuffer
+	err := run(t.Context(), args, os.Getenv, &out, &errb)
+	code := exitCode(err, &errb)
+	return result{stdout: out.String(), stderr: errb.String(), code: code, err: err}
+}
+
+func (r result) String() string {
+	return "exit " + strconv.Itoa(r.code) + "\nstdout:\n" + r.stdout + "\nstderr:\n" + r.stderr
+}
+
+func testAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// clearEnv unsets every configuration variable the process may have, for
+// the duration of the test.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, envPrefix) || strings.HasPrefix(name, "MASTER_OPERATOR_") {
+			t.Setenv(name, "")
+			os.Unsetenv(name)
+		}
+	}
+}
+
+// server is a serve command running in the background.
+type serving struct {
+	natsURL  string
+	httpAddr string
+	stderr   *lockedBuffer
+}
+
+// startServe sets env (names without the prefix) and runs serve until the
+// test ends; the embedded NATS server listens on a free port. It waits for
+// /readyz, and at cleanup cancels the context (what SIGTERM does) and
+// checks that run returns nil.
+func startServe(t *testing.T, env map[string]string) serving {
+	t.Helper()
+	clearEnv(t)
+	s := serving{httpAddr: testAddr(t), stderr: &lockedBuffer{}}
+	listen := testAddr(t)
+	s.natsURL = "nats://" + listen
+	base := map[string]string{
+		"EMBEDDED_NATS_LISTEN": listen,
+		"EMBEDDED_NATS_DIR":    t.TempDir(),
+		"HTTP_ADDR":            s.httpAddr,
+		"HEALTH_INTERVAL":      "1s",
+		"LOG_LEVEL":            "debug",
+	}
+	for k, v := range env {
+		base[k] = v
+	}
+	for k, v := range base {
+		if strings.HasPrefix(k, "MASTER_OPERATOR_") {
+			t.Setenv(k, v)
+		} else {
+			t.Setenv(envPrefix+k, v)
+		}
+	}
+	if u := base["NATS_URL"]; u != "" {
+		s.natsURL = u
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, os.Getenv, io.Discard, s.stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve returned %v after cancel; want nil\n%s", err, s.stderr.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("serve did not return within 20s of cancel")
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("serve ended early: %v\n%s", err, s.stderr.String())
+		default:
+		}
+		if code, _ := httpGet("http://" + s.httpAddr + "/readyz"); code == http.StatusOK {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve not ready within 15s\n%s", s.stderr.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func httpGet(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func wantCode(t *testing.T, r result, code int) {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit code %d, want %d\n%s", r.code, code, r)
+	}
+}
+
+func wantContains(t *testing.T, what, s string, subs ...string) {
+	t.Helper()
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			t.Errorf("%s does not contain %q:\n%s", what, sub, s)
+		}
+	}
+}
+
+func TestServeAndClientCommands(t *testing.T) {
+	envFile := writeFile(t, "environments.yaml", `
+- {id: env-a, name: "A", type: k8s}
+- {id: env-off, name: "off", type: pm, active: false}
+`)
+	s := startServe(t, map[string]string{"USE_MOCK": "true", "ENVIRONMENTS_FILE": envFile})
+	nats := "--nats=" + s.natsURL
+
+	t.Run("http", func(t *testing.T) {
+		for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+			if code, body := httpGet("http://" + s.httpAddr + path); code != http.StatusOK {
+				t.Errorf("GET %s = %d %s", path, code, body)
+			}
+		}
+		_, metrics := httpGet("http://" + s.httpAddr + "/metrics")
+		wantContains(t, "/metrics", metrics, "go_goroutines")
+	})
+
+	t.Run("envs", func(t *testing.T) {
+		r := runCmd(t, "envs", nats)
+		wantCode(t, r, 0)
+		wantContains(t, "envs", r.stdout, "ID", "ENDPOINT", "env-a", "env-off")
+		r = runCmd(t, "envs", nats, "--json")
+		wantCode(t, r, 0)
+		var list []events.EnvironmentInfo
+		if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 2 {
+			t.Fatalf("envs --json: %v %v\n%s", err, list, r.stdout)
+		}
+	})
+
+	t.Run("deploy", func(t *testing.T) {
+		r := runCmd(t, "deploy", nats, "--env", "env-a", "--app", "web", "--version", "v2",
+			"--deployments", "v2=20%,v1=0.8", "--package", `{"image":"web:v2"}`)
+		wantCode(t, r, 0)
+		wantContains(t, "deploy", r.stdout, "succeeded", "env-a", "mock")
+
+		r = runCmd(t, "deploy", nats, "--env", "env-a", "--app", "api", "--version", "v1", "--json")
+		wantCode(t, r, 0)
+		var res events.DeployResult
+		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.Outcome != events.Succeeded || res.App != "api" {
+			t.Fatalf("deploy --json: %v %+v", err, res)
+		}
+
+		r = runCmd(t, "deploy", nats, "--env", "env-off", "--app", "web", "--version", "v3")
+		wantCode(t, r, 1)
+		wantContains(t, "deploy to an inactive environment", r.stdout, "rejected", "environment_inactive")
+
+		r = runCmd(t, "deploy", nats, "--env", "env-nowhere", "--app", "web", "--version", "v3", "--json")
+		wantCode(t, r, 1)
+		wantContains(t, "deploy to an unknown environment", r.stdout, `"unknown_environment"`)
+
+		r = runCmd(t, "deploy", nats, "--env", "env-a", "--app", "queue", "--version", "v4", "--no-wait")
+		wantCode(t, r, 0)
+		wantContains(t, "deploy --no-wait", r.stdout, "published request", "deploy.request.env-a")
+
+		wantCode(t, runCmd(t, "deploy", nats, "--env", "env-a", "--version", "v1"), 2)
+		wantCode(t, runCmd(t, "deploy", nats, "--env", "env-a", "--app", "x", "--version", "v1", "--deployments", "v0=1"), 2)
+		wantCode(t, runCmd(t, "deploy", nats, "--env", "bad.env", "--app", "x", "--version", "v1"), 2)
+	})
+
+	t.Run("status", func(t *testing.T) {
+		r := runCmd(t, "status", nats, "--env", "env-a", "--app", "web")
+		wantCode(t, r, 0)
+		wantContains(t, "status", r.stdout, "VERSION", "PERCENT", "NODES", "v2", "20%", "v1", "80%", "health 100")
+
+		r = runCmd(t, "status", nats, "--env", "env-a", "--app", "web", "--json")
+		wantCode(t, r, 0)
+		var sr events.StatusResult
+		if err := json.Unmarshal([]byte(r.stdout), &sr); err != nil || len(sr.Status.Versions) != 2 {
+			t.Fatalf("status --json: %v %+v", err, sr)
+		}
+
+		r = runCmd(t, "status", nats, "--env", "env-off", "--app", "web")
+		wantCode(t, r, 1)
+		wantContains(t, "status of an inactive environment", r.stdout, "degraded")
+	})
+
+	t.Run("watch", func(t *testing.T) {
+		r := runCmd(t, "watch", nats, "--from", "all", "--subjects", "deploy.result.>", "--count", "4", "--for", "10s")
+		wantCode(t, r, 0)
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if len(lines) != 4 {
+			t.Fatalf("watch --count 4 printed %d lines:\n%s", len(lines), r.stdout)
+		}
+		wantContains(t, "watch", r.stdout, "deploy", "env-a", "web v2", "succeeded", "rejected")
+
+		r = runCmd(t, "watch", nats, "--from", "all", "--json", "--count", "3", "--for", "10s")
+		wantCode(t, r, 0)
+		for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+			var w struct {
+				Stream  string          `json:"stream"`
+				Seq     uint64          `json:"seq"`
+				Subject string          `json:"subject"`
+				Event   json.RawMessage `json:"event"`
+			}
+			if err := json.Unmarshal([]byte(line), &w); err != nil || w.Seq == 0 || w.Subject == "" || len(w.Event) == 0 {
+				t.Errorf("watch --json line %q: %v", line, err)
+			}
+		}
+
+		// From new, bounded by time: nothing but health events may come.
+		r = runCmd(t, "watch", nats, "--subjects", "deploy.result.>", "--for", "300ms")
+		wantCode(t, r, 0)
+		if strings.TrimSpace(r.stdout) != "" {
+			t.Errorf("watch from new printed old events:\n%s", r.stdout)
+		}
+		wantCode(t, runCmd(t, "watch", nats, "--from", "yesterday-ish"), 2)
+		wantCode(t, runCmd(t, "watch", nats, "--subjects", "foo.>"), 2)
+	})
+
+	t.Run("bench", func(t *testing.T) {
+		r := runCmd(t, "bench", nats, "--requests", "200", "--envs", "4", "--apps", "10", "--setup", "--json", "--progress", "off")
+		wantCode(t, r, 0)
+		var sum benchSummary
+		if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+			t.Fatalf("bench --json: %v\n%s", err, r.stdout)
+		}
+		if sum.Results != 200 || sum.Missing != 0 || sum.Duplicates != 0 || !sum.OK || sum.LatencyMS.P99 <= 0 {
+			t.Fatalf("bench summary: %+v", sum)
+		}
+		r = runCmd(t, "envs", nats)
+		wantContains(t, "envs after bench --setup", r.stdout, "bench-000", "bench-003")
+
+		// Environments nobody registered: every request rejected, exit 1.
+		r = runCmd(t, "bench", nats, "--requests", "20", "--envs", "2", "--env-prefix", "nobody-", "--progress", "off")
+		wantCode(t, r, 1)
+		wantContains(t, "bench on unknown environments", r.stdout, "rejected 20", "every request got exactly one result")
+	})
+
+	t.Run("unreachable", func(t *testing.T) {
+		r := runCmd(t, "status", "--nats", "nats://"+testAddr(t), "--env", "env-a", "--app", "web")
+		wantCode(t, r, 3)
+		wantContains(t, "stderr", r.stderr, "connect to NATS")
+	})
+}
+
+func TestServeMasterOperatorAliases(t *testing.T) {
+	k8s := operatortest.NewServer(operator.Kubernetes)
+	defer k8s.Close()
+	envFile := writeFile(t, "environments.json", `[{"id": "env-k", "type": "k8s"}]`)
+	// MASTER_OPERATOR_USE_MOCK=true is overridden by the prefixed variable;
+	// the K8s URL comes from its alias.
+	s := startServe(t, map[string]string{
+		"ENVIRONMENTS_FILE":                envFile,
+		"MASTER_OPERATOR_K8S_OPERATOR_URL": k8s.URL,
+		"MASTER_OPERATOR_USE_MOCK":         "true",
+		"USE_MOCK":                         "false",
+	})
+	r := runCmd(t, "deploy", "--nats", s.natsURL, "--env", "env-k", "--app", "shop", "--version", "v7")
+	wantCode(t, r, 0)
+	wantContains(t, "deploy", r.stdout, "kubernetes")
+	if got := k8s.Applied("shop"); len(got) != 1 || got[0] != "v7" {
+		t.Fatalf("fake Kubernetes operator applied %v, want [v7]", got)
+	}
+	r = runCmd(t, "envs", "--nats", s.natsURL)
+	wantContains(t, "envs", r.stdout, k8s.URL)
+}
+
+// startAuthServer runs a nats-server with JetStream that requires a user
+// name and password.
+func startAuthServer(t *testing.T) string {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		Users: []*server.User{{Username: "bridge", Password: "s3cret-pass"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns.ClientURL()
+}
+
+func TestServeWithPasswordAuth(t *testing.T) {
+	url := startAuthServer(t)
+
+	t.Run("right password", func(t *testing.T) {
+		s := startServe(t, map[string]string{"NATS_URL": url, "NATS_USER": "bridge", "NATS_PASSWORD": "s3cret-pass", "USE_MOCK": "true"})
+		r := runCmd(t, "envs", "--nats", url, "--user", "bridge", "--password", "s3cret-pass")
+		wantCode(t, r, 0)
+		r = runCmd(t, "deploy", "--nats", url, "--user", "bridge", "--password", "s3cret-pass", "--env", "nowhere", "--app", "a", "--version", "1")
+		wantCode(t, r, 1) // rejected: unknown environment, but it went through
+		wantContains(t, "deploy", r.stdout, "unknown_environment")
+		// serve's variables are the clients' defaults: the test set them.
+		r = runCmd(t, "envs", "--nats", url)
+		wantCode(t, r, 0)
+		r = runCmd(t, "envs", "--nats", url, "--user=", "--password=")
+		wantCode(t, r, 1)
+		wantContains(t, "envs without a password", r.stderr, "uthorization")
+		if strings.Contains(s.stderr.String(), "s3cret-pass") {
+			t.Error("serve logged the NATS password")
+		}
+	})
+
+	t.Run("wrong password", func(t *testing.T) {
+		clearEnv(t)
+		t.Setenv(envPrefix+"NATS_URL", url)
+		t.Setenv(envPrefix+"NATS_USER", "bridge")
+		t.Setenv(envPrefix+"NATS_PASSWORD", "wrong-pass")
+		t.Setenv(envPrefix+"HTTP_ADDR", testAddr(t))
+		r := runCmd(t, "serve")
+		wantCode(t, r, 1)
+		wantContains(t, "stderr", r.stderr, "connect to NATS", "uthorization")
+		if strings.Contains(r.stderr, "wrong-pass") {
+			t.Error("serve printed the NATS password")
+		}
+	})
+}
+
+func TestDemoOnce(t *testing.T) {
+	clearEnv(t)
+	r := runCmd(t, "demo", "--once", "--listen", "127.0.0.1:0")
+	wantCode(t, r, 0)
+	wantContains(t, "demo", r.stdout,
+		"All 11 scripted steps got their expected outcome",
+		"unknown_environment", "environment_inactive", "invalid_data", "operator_rejected", "superseded",
+		"stream ls", "micro ls", "operator-bridge.environments", "deploy.result.>")
+	if strings.Contains(r.stdout, "NOT as expected") {
+		t.Errorf("a demo step failed:\n%s", r.stdout)
+	}
+}
+
+// contractVariables are the variables of CONTRACT.md §7.
+var contractVariables = []string{
+	"NATS_URL", "EMBEDDED_NATS_LISTEN", "EMBEDDED_NATS_DIR",
+	"NATS_CREDS", "NATS_NKEY", "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN",
+	"NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY",
+	"K8S_OPERATOR_URL", "PM_OPERATOR_URL", "USE_MOCK", "OPERATOR_TOKEN", "OPERATOR_TLS_CA",
+	"ENVIRONMENTS_FILE", "ENVIRONMENTS_BUCKET", "MANAGE_STREAMS",
+	"OPERATOR_TIMEOUT", "RETRY_WINDOW", "HEALTH_INTERVAL", "MAX_IN_FLIGHT", "HTTP_ADDR",
+	"LOG_LEVEL", "LOG_FORMAT", "INSTANCE",
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"serve", "-h"}, {"help"}} {
+		r := runCmd(t, args...)
+		wantCode(t, r, 0)
+		for _, v := range contractVariables {
+			wantContains(t, strings.Join(args, " "), r.stdout, envPrefix+v)
+		}
+		wantContains(t, "help", r.stdout, "127.0.0.1:4222", "10m", "30s", "256", "127.0.0.1:8090", "MASTER_OPERATOR_K8S_OPERATOR_URL",
+			"demo", "deploy", "status", "watch", "envs", "bench", "fake-operator", "version", "Exit codes")
+	}
+	for _, cmd := range []string{"deploy", "status", "watch", "envs", "bench", "demo", "fake-operator", "version"} {
+		r := runCmd(t, cmd, "--help")
+		wantCode(t, r, 0)
+		wantContains(t, cmd+" --help", r.stdout, "Usage: operator-bridge "+cmd)
+	}
+	for _, cmd := range []string{"deploy", "status", "watch", "envs", "bench"} {
+		wantContains(t, cmd+" --help", runCmd(t, cmd, "--help").stdout, "Exit codes", "--nats", "--user", "--password", "--creds", "--json")
+	}
+}
+
+func TestVersion(t *testing.T) {
+	r := runCmd(t, "version")
+	wantCode(t, r, 0)
+	wantContains(t, "version", r.stdout, "operator-bridge "+version)
+}
+
+func TestBadConfiguration(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"duration", map[string]string{"RETRY_WINDOW": "soon"}, nil, "OPERATOR_BRIDGE_RETRY_WINDOW"},
+		{"bool", map[string]string{"MANAGE_STREAMS": "maybe"}, nil, "OPERATOR_BRIDGE_MANAGE_STREAMS"},
+		{"log format", map[string]string{"LOG_FORMAT": "xml"}, nil, "LOG_FORMAT"},
+		{"log level", map[string]string{"LOG_LEVEL": "loud"}, nil, "LOG_LEVEL"},
+		{"max in flight", map[string]string{"MAX_IN_FLIGHT": "0"}, nil, "MAX_IN_FLIGHT"},
+		{"negative timeout", map[string]string{"OPERATOR_TIMEOUT": "-1s"}, nil, "OPERATOR_TIMEOUT"},
+		{"operator url", map[string]string{"K8S_OPERATOR_URL": "ftp://nowhere"}, nil, "K8S_OPERATOR_URL"},
+		{"alias", map[string]string{"MASTER_OPERATOR_USE_MOCK": "perhaps"}, nil, "MASTER_OPERATOR_USE_MOCK"},
+		{"tls pair", map[string]string{"NATS_TLS_CERT": "/x.pem"}, nil, "NATS_TLS_KEY"},
+		{"missing CA file", map[string]string{"OPERATOR_TLS_CA": "/nonexistent/ca.pem"}, nil, "ca.pem"},
+		{"unknown command", nil, []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"serve argument", nil, []string{"serve", "extra"}, "unexpected argument"},
+		{"serve flag", nil, []string{"serve", "--bogus"}, "bogus"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			// Nothing may start: a port in use would show it.
+			t.Setenv(envPrefix+"EMBEDDED_NATS_DIR", t.TempDir())
+			t.Setenv(envPrefix+"EMBEDDED_NATS_LISTEN", testAddr(t))
+			for k, v := range tt.env {
+				if strings.HasPrefix(k, "MASTER_") {
+					t.Setenv(k, v)
+				} else {
+					t.Setenv(envPrefix+k, v)
+				}
+			}
+			args := tt.args
+			if args == nil {
+				args = []string{"serve"}
+			}
+			r := runCmd(t, args...)
+			wantCode(t, r, 2)
+			wantContains(t, "stderr", r.stderr, tt.want)
+		})
+	}
+}
+
+func TestLoadServeConfig(t *testing.T) {
+	clearEnv(t)
+	cfg, err := loadServeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.EnvironmentsBucket != "environments" || !cfg.ManageStreams || cfg.EmbeddedNATSListen != "127.0.0.1:4222" ||
+		cfg.MaxInFlight != 256 || cfg.RetryWindow != 10*time.Minute || cfg.EmbeddedNATSDir == "" || cfg.Instance == "" {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	// Empty turns the bucket off, which envconfig alone cannot tell.
+	t.Setenv(envPrefix+"ENVIRONMENTS_BUCKET", "")
+	// An unprefixed name is not ours.
+	t.Setenv("HTTP_ADDR", "0.0.0.0:1")
+	cfg, err = loadServeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.EnvironmentsBucket != "" {
+		t.Errorf("ENVIRONMENTS_BUCKET set empty: bucket %q, want none", cfg.EnvironmentsBucket)
+	}
+	if cfg.HTTPAddr != "127.0.0.1:8090" {
+		t.Errorf("unprefixed HTTP_ADDR was read: %q", cfg.HTTPAddr)
+	}
+}
+
+func TestSemver(t *testing.T) {
+	for in, want := range map[string]string{
+		"dev":                    "0.0.0-dev",
+		"":                       "0.0.0-dev",
+		"v1.2.3":                 "1.2.3",
+		"1.2.3":                  "1.2.3",
+		"v1.2.3-4-gabcdef":       "1.2.3-4-gabcdef",
+		"v1.2.3-4-gabcdef-dirty": "1.2.3-4-gabcdef-dirty",
+		"b211bdf":                "0.0.0-dev+b211bdf",
+		"b211bdf-dirty":          "0.0.0-dev+b211bdf-dirty",
+		"feature/x_y":            "0.0.0-dev+feature-x-y",
+	} {
+		if got := semver(in); got != want {
+			t.Errorf("semver(%q) = %q, want %q", in, got, want)
+		}
+		if !semverRE.MatchString(semver(in)) {
+			t.Errorf("semver(%q) = %q is not semver", in, semver(in))
+		}
+	}
+}
+
+func TestParseDeployments(t *testing.T) {
+	got, err := parseDeployments("v2=20%, v1=0.8", "v2", `{"image":"x"}`)
+	if err != nil || len(got) != 2 || got[0].Percent != 0.2 || got[1].Percent != 0.8 || string(got[0].Package) != `{"image":"x"}` || got[1].Package != nil {
+		t.Fatalf("parseDeployments = %+v, %v", got, err)
+	}
+	if got, err := parseDeployments("", "v2", ""); err != nil || got != nil {
+		t.Errorf("no deployments: %+v, %v", got, err)
+	}
+	if got, err := parseDeployments("", "v2", `{"a":1}`); err != nil || len(got) != 1 || got[0].Percent != 1 {
+		t.Errorf("package alone: %+v, %v", got, err)
+	}
+	for _, bad := range [][3]string{{"v1=0.5", "v2", ""}, {"v2", "v2", ""}, {"v2=lots", "v2", ""}, {"", "v2", "[1]"}} {
+		if _, err := parseDeployments(bad[0], bad[1], bad[2]); err == nil {
+			t.Errorf("parseDeployments(%q, %q, %q) accepted", bad[0], bad[1], bad[2])
+		}
+	}
+}
+
+func TestParseFrom(t *testing.T) {
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	tests := map[string]events.WatchOptions{
+		"new":                  {New: true},
+		"all":                  {},
+		"last":                 {LastPerSubject: true},
+		"42":                   {StartSeq: 42},
+		"15m":                  {StartTime: now.Add(-15 * time.Minute)},
+		"2026-11-28T09:00:00Z": {StartTime: time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)},
+	}
+	for in, want := range tests {
+		got, err := parseFrom(in, now)
+		if err != nil || got.New != want.New || got.LastPerSubject != want.LastPerSubject || got.StartSeq != want.StartSeq || !got.StartTime.Equal(want.StartTime) {
+			t.Errorf("parseFrom(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	if _, err := parseFrom("soonish", now); err == nil {
+		t.Error("parseFrom accepted soonish")
+	}
+}
+
+func TestFakeOperator(t *testing.T) {
+	addr := testAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	var stderr lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"fake-operator", "--kind", "pm", "--listen", addr, "--fail-times", "1", "--token", "tok"}, os.Getenv, io.Discard, &stderr)
+	}()
+	post := func(token string) int {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/deploy",
+			strings.NewReader(`{"app":"a","version":"v1","deployments":[{"version":"v1","percent":1}]}`))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for post("") == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := post(""); got != http.StatusUnauthorized {
+		t.Errorf("without token: %d, want 401", got)
+	}
+	if got := post("tok"); got != http.StatusServiceUnavailable {
+		t.Errorf("first apply: %d, want 503 (--fail-times 1)", got)
+	}
+	if got := post("tok"); got != http.StatusOK {
+		t.Errorf("second apply: %d, want 200", got)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("fake-operator returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("fake-operator did not stop")
+	}
+	wantContains(t, "fake-operator log", stderr.String(), "/api/deploy", "503", "token required")
+	if strings.Contains(stderr.String(), `"tok"`) {
+		t.Error("fake-operator logged its token")
+	}
+	if r := runCmd(t, "fake-operator", "--kind", "mock"); r.code != 2 {
+		t.Errorf("--kind mock: exit %d, want 2", r.code)
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	var b bytes.Buffer
+	for _, tt := range []struct {
+		err  error
+		want int
+	}{
+		{nil, 0},
+		{errors.New("boom"), 1},
+		{usageError("bad"), 2},
+		{withCode(exitTimeout, errors.New("slow")), 3},
+		{withCode(exitFailed, nil), 1},
+		{context.DeadlineExceeded, 1},
+	} {
+		if got := exitCode(tt.err, &b); got != tt.want {
+			t.Errorf("exitCode(%v) = %d, want %d", tt.err, got, tt.want)
+		}
+	}
+}
