@@ -120,8 +120,13 @@ func runBench(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	sum, err := bench(ctx, nc, bc, c.stderr)
+	bctx, cancel := cf.untilRefused(ctx)
+	defer cancel()
+	sum, err := bench(bctx, nc, bc, c.stderr)
 	if err != nil {
+		return cf.explain(err)
+	}
+	if err := cf.refusal(); err != nil {
 		return err
 	}
 	if cf.json {

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/boreas/operator-bridge/events"
@@ -69,13 +70,17 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()
+	wctx, cancelRefused := cf.untilRefused(wctx)
+	defer cancelRefused()
 	pub, res, err := bc.deploy(wctx, *env, *id, req, !*noWait)
 	p := palette{on: !cf.json && c.useColor(c.stdout)}
 	if err != nil {
-		if isTimeout(err) {
-			return withCode(exitTimeout, fmt.Errorf("no result for request %s on %s within %s (the bridge may still be retrying): %w", pub.ID, pub.Subject, cf.timeout, err))
+		if wctx.Err() != nil { // publishing or waiting ran out of time
+			err = withCode(exitTimeout, fmt.Errorf("no result for request %s on %s within %s (the bridge may still be retrying): %w", pub.ID, pub.Subject, cf.timeout, err))
+		} else if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+			err = fmt.Errorf("%w: no stream stores %s (has a bridge started on this NATS?)", err, pub.Subject)
 		}
-		return err
+		return cf.explain(err)
 	}
 	if *noWait {
 		if cf.json {
@@ -201,9 +206,11 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()
+	rctx, cancelRefused := cf.untilRefused(rctx)
+	defer cancelRefused()
 	sr, err := bc.status(rctx, *env, *app)
 	if err != nil {
-		return err
+		return cf.explain(err)
 	}
 	if cf.json {
 		if err := writeJSON(c.stdout, sr); err != nil {
@@ -275,9 +282,11 @@ func runEnvs(ctx context.Context, c *cli, args []string) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()
+	rctx, cancelRefused := cf.untilRefused(rctx)
+	defer cancelRefused()
 	envs, err := bc.environments(rctx)
 	if err != nil {
-		return err
+		return cf.explain(err)
 	}
 	if cf.json {
 		if envs == nil {
@@ -354,7 +363,7 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	wctx, cancel := context.WithCancel(ctx)
+	wctx, cancel := cf.untilRefused(ctx)
 	defer cancel()
 	if *dur > 0 {
 		wctx, cancel = context.WithTimeout(wctx, *dur)
@@ -372,10 +381,10 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 	for {
 		select {
 		case <-wctx.Done():
-			return nil // Ctrl-C or --for: a watch ends well
+			return cf.refusal() // else Ctrl-C or --for: a watch ends well
 		case w := <-out:
 			if w.Err != nil {
-				return watchError(w.Stream, w.Err)
+				return cf.explain(watchError(w.Stream, w.Err))
 			}
 			if cf.json {
 				if err := writeWatchedJSON(c.stdout, w); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -145,6 +146,10 @@ type clientFlags struct {
 	auth    natsAuth
 	json    bool
 	timeout time.Duration
+
+	mu       sync.Mutex
+	asyncErr error         // the last permissions violation the server sent
+	refused  chan struct{} // closed at the first permissions violation
 }
 
 func (cf *clientFlags) register(fs *flag.FlagSet, c *cli, timeout time.Duration) {
@@ -175,10 +180,68 @@ func (cf *clientFlags) connect(name string) (*nats.Conn, error) {
 	if err != nil {
 		return nil, usageError("%v", err)
 	}
-	opts = append(opts, nats.Name("operator-bridge "+name), nats.Timeout(3*time.Second))
+	opts = append(opts, nats.Name("operator-bridge "+name), nats.Timeout(3*time.Second),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if !isPermissionError(err) {
+				return
+			}
+			cf.mu.Lock()
+			defer cf.mu.Unlock()
+			if cf.asyncErr == nil {
+				close(cf.refused)
+			}
+			cf.asyncErr = err
+		}))
+	cf.refused = make(chan struct{})
 	nc, err := nats.Connect(cf.url, opts...)
 	if err != nil {
 		return nil, connectError(cf.url, err)
 	}
 	return nc, nil
+}
+
+// explain adds what the server said to an error of a client command: a
+// request that timed out because the server refused it is a failure (exit
+// code 1), not a timeout.
+func (cf *clientFlags) explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	if r := cf.refusal(); r != nil {
+		return r
+	}
+	return err
+}
+
+// refusal is the server's refusal of something the command did (exit code
+// 1), or nil.
+func (cf *clientFlags) refusal() error {
+	cf.mu.Lock()
+	defer cf.mu.Unlock()
+	if cf.asyncErr == nil {
+		return nil
+	}
+	return withCode(exitFailed, fmt.Errorf("NATS refused: %v", cf.asyncErr))
+}
+
+func isPermissionError(err error) bool {
+	return errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(strings.ToLower(err.Error()), "permissions violation")
+}
+
+// untilRefused returns a context that also ends when the server refuses
+// something the command does, so the command fails at once instead of
+// waiting out its timeout.
+func (cf *clientFlags) untilRefused(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	if cf.refused == nil {
+		return ctx, cancel
+	}
+	go func() {
+		select {
+		case <-cf.refused:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
