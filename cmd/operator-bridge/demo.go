@@ -60,7 +60,11 @@ func runDemo(ctx context.Context, c *cli, args []string) error {
 	}
 	defer os.RemoveAll(dir)
 
-	ns, err := natsembed.Start(natsembed.Config{Listen: *listen, StoreDir: filepath.Join(dir, "jetstream"), ServerName: "operator-bridge-demo"})
+	listenAddr := *listen
+	if checkListen(listenAddr) != nil {
+		listenAddr = "127.0.0.1:-1" // taken: any free port
+	}
+	ns, err := natsembed.Start(natsembed.Config{Listen: listenAddr, StoreDir: filepath.Join(dir, "jetstream"), ServerName: "operator-bridge-demo"})
 	if err != nil {
 		ns, err = natsembed.Start(natsembed.Config{Listen: "127.0.0.1:-1", StoreDir: filepath.Join(dir, "jetstream"), ServerName: "operator-bridge-demo"})
 		if err != nil {

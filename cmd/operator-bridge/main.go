@@ -16,12 +16,15 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/boreas/operator-bridge/operator"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
 var version = "dev"
 
 func main() {
+	operator.Version = version // the User-Agent of operator calls
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()

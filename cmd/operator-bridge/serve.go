@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"regexp"
 	"strings"
@@ -67,7 +68,6 @@ func runServe(ctx context.Context, c *cli, args []string) error {
 
 // serve runs the bridge until ctx ends.
 func serve(ctx context.Context, cfg serveConfig, settings operator.Settings, log *slog.Logger) error {
-	operator.Version = version
 	factory, err := operator.NewFactory(settings)
 	if err != nil {
 		return usageError("%v", err)
@@ -77,6 +77,9 @@ func serve(ctx context.Context, cfg serveConfig, settings operator.Settings, log
 	if urls == "" {
 		if err := os.MkdirAll(cfg.EmbeddedNATSDir, 0o750); err != nil {
 			return fmt.Errorf("embedded NATS storage: %w", err)
+		}
+		if err := checkListen(cfg.EmbeddedNATSListen); err != nil {
+			return fmt.Errorf("embedded NATS server: %w (set %sEMBEDDED_NATS_LISTEN, or %sNATS_URL to use that server)", err, envPrefix, envPrefix)
 		}
 		ns, err := natsembed.Start(natsembed.Config{Listen: cfg.EmbeddedNATSListen, StoreDir: cfg.EmbeddedNATSDir})
 		if err != nil {
@@ -157,4 +160,15 @@ func semver(v string) string {
 		return "0.0.0-dev"
 	}
 	return s
+}
+
+// checkListen fails at once when addr cannot be listened on (in use, say),
+// which the embedded server would otherwise find out only after its ready
+// timeout.
+func checkListen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
 }
