@@ -19,7 +19,9 @@ import (
 
 const clientHelp = `
 Connection: --nats and the auth flags default to the OPERATOR_BRIDGE_NATS_*
-variables that serve reads (NATS_URL defaults to nats://127.0.0.1:4222).
+variables that serve reads; without OPERATOR_BRIDGE_NATS_URL, --nats is where
+serve's embedded server listens (OPERATOR_BRIDGE_EMBEDDED_NATS_LISTEN,
+default 127.0.0.1:4222).
 
 ` + exitCodesHelp
 
@@ -326,8 +328,9 @@ Follows the bridge's events live, one line each (JSON lines with --json):
 deploy results, status results and operator health by default. --from
 replays history: all of it, the last event of each subject, the last 15m,
 everything since an RFC 3339 time, or from a stream sequence (applied to each
-stream watched). --count and --for bound the watch; otherwise it runs until
-Ctrl-C.
+stream watched). Each stream is read in order; events of different streams
+are interleaved as they arrive. --count and --for bound the watch; otherwise
+it runs until Ctrl-C.
 ` + clientHelp
 
 func runWatch(ctx context.Context, c *cli, args []string) error {

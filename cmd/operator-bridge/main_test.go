@@ -653,3 +653,68 @@ func TestExitCode(t *testing.T) {
 		}
 	}
 }
+
+func TestServeStopsOnCancel(t *testing.T) {
+	clearEnv(t)
+	httpAddr := testAddr(t)
+	t.Setenv(envPrefix+"EMBEDDED_NATS_LISTEN", testAddr(t))
+	t.Setenv(envPrefix+"EMBEDDED_NATS_DIR", t.TempDir())
+	t.Setenv(envPrefix+"HTTP_ADDR", httpAddr)
+	ctx, cancel := context.WithCancel(t.Context())
+	var stderr lockedBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, os.Getenv, io.Discard, &stderr) }() // no arguments: serve
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if code, _ := httpGet("http://" + httpAddr + "/readyz"); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready\n%s", stderr.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	cancel() // what SIGINT and SIGTERM do through signal.NotifyContext
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	if code, _ := httpGet("http://" + httpAddr + "/healthz"); code != 0 {
+		t.Errorf("/healthz still answers %d after run returned", code)
+	}
+	wantContains(t, "log", stderr.String(), `"msg":"operator-bridge stopped"`)
+}
+
+func TestDemoRunsUntilCancelled(t *testing.T) {
+	clearEnv(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stdout lockedBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"demo", "--listen", "127.0.0.1:0"}, os.Getenv, &stdout, io.Discard) }()
+	deadline := time.Now().Add(45 * time.Second)
+	for !strings.Contains(stdout.String(), "Running until Ctrl-C") {
+		select {
+		case err := <-done:
+			t.Fatalf("demo ended before Ctrl-C: %v\n%s", err, stdout.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("demo did not finish its script\n%s", stdout.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo returned %v after Ctrl-C, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("demo did not stop after Ctrl-C")
+	}
+}

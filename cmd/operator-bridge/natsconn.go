@@ -159,7 +159,11 @@ func (cf *clientFlags) register(fs *flag.FlagSet, c *cli, timeout time.Duration)
 		}
 		return def
 	}
-	fs.StringVar(&cf.url, "nats", env("NATS_URL", nats.DefaultURL), "NATS server `URL` ($"+envPrefix+"NATS_URL)")
+	defURL := nats.DefaultURL
+	if listen := c.getenv(envPrefix + "EMBEDDED_NATS_LISTEN"); listen != "" {
+		defURL = "nats://" + listen // where serve's embedded server listens
+	}
+	fs.StringVar(&cf.url, "nats", env("NATS_URL", defURL), "NATS server `URL` ($"+envPrefix+"NATS_URL, else $"+envPrefix+"EMBEDDED_NATS_LISTEN)")
 	fs.StringVar(&cf.auth.User, "user", env("NATS_USER", ""), "NATS user ($"+envPrefix+"NATS_USER)")
 	fs.StringVar(&cf.auth.Password, "password", env("NATS_PASSWORD", ""), "NATS password ($"+envPrefix+"NATS_PASSWORD)")
 	fs.StringVar(&cf.auth.Creds, "creds", env("NATS_CREDS", ""), "NATS credentials `file` ($"+envPrefix+"NATS_CREDS)")
