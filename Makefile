@@ -31,8 +31,10 @@ run: build
 demo: build
 	$(BIN) demo
 
-bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+## bench: the bridge against the bare loop under identical load (ratios), then the Go benchmarks of the hot path.
+bench:
+	bench/run.sh
+	$(GO) test -run '^$$' -bench . -benchmem ./events/ ./operator/ ./bridge/
 
 clean:
 	rm -rf bin

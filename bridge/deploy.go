@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/boreas/operator-bridge/events"
@@ -21,6 +22,11 @@ type deployJob struct {
 	env   events.Envelope
 	req   events.DeployRequest
 	res   events.DeployResult
+	// commit is the order ticket of an applied request, committed while its
+	// result is stored.
+	commit *ticket
+	// unlock frees the request's key for the next local request.
+	unlock func()
 }
 
 // handleDeploy handles one delivery of a deploy request; see the package
@@ -39,6 +45,11 @@ func (b *Bridge) handleDeploy(ctx context.Context, m jetstream.Msg) {
 	}
 	f, hint := b.deploy(ctx, j)
 	b.settleDeploy(ctx, j, f, hint)
+	if j.unlock != nil {
+		// Only now, with its order state committed, may the next request
+		// of the key go.
+		j.unlock()
+	}
 }
 
 // deploy runs a request through decode, route, order and the operator call,
@@ -74,7 +85,7 @@ func (b *Bridge) deploy(ctx context.Context, j *deployJob) (finding, time.Durati
 	if err != nil {
 		return notStarted, 0
 	}
-	defer unlock()
+	j.unlock = unlock
 	if b.isStopping() {
 		return notStarted, 0
 	}
@@ -96,6 +107,11 @@ func (b *Bridge) deploy(ctx context.Context, j *deployJob) (finding, time.Durati
 		b.failWith(&j.res, err)
 		return retryable, 0
 	}
+	if t.verdict != proceed {
+		if rerr := b.order.Release(ctx, t, b.keys.Waiting(key) > 0); rerr != nil {
+			b.log.Warn("order release", "key", key, "err", rerr)
+		}
+	}
 	switch t.verdict {
 	case alreadyApplied:
 		j.res.Outcome, j.res.Success = events.Succeeded, true
@@ -115,16 +131,13 @@ func (b *Bridge) deploy(ctx context.Context, j *deployJob) (finding, time.Durati
 	resp, err := b.apply(ctx, entry, req)
 	b.circuits.Done(entry.Endpoint, unavailable(err))
 	if err == nil {
-		if cerr := b.order.Commit(ctx, t); cerr != nil {
-			// The operator has it; the redelivery finds it applied or applies
-			// the same version again, which operators treat as a no-op.
-			b.failWith(&j.res, cerr)
-			return retryable, 0
-		}
+		// The order state is committed in settleDeploy, while the result
+		// is being stored.
+		j.commit = &t
 		j.res.Outcome, j.res.Success, j.res.Message = events.Succeeded, true, resp.Message
 		return settled, 0
 	}
-	if rerr := b.order.Release(ctx, t); rerr != nil {
+	if rerr := b.order.Release(ctx, t, b.keys.Waiting(key) > 0); rerr != nil {
 		b.log.Warn("order release", "key", key, "err", rerr)
 	}
 	if ctx.Err() != nil {
@@ -179,8 +192,10 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 		_ = j.msg.TermWithReason("result cannot be encoded: " + err.Error())
 		return
 	}
-	if _, err := b.js.PublishMsg(ctx, out); err != nil {
-		// Not stored: the request stays, and comes back.
+	if err := b.store(ctx, j, out); err != nil {
+		// Not stored: the request stays, and comes back. An applied request
+		// then finds itself applied, or is applied again with the same
+		// version, which operators take as a no-op.
 		_ = j.msg.NakWithDelay(retryBase)
 		b.logDeploy(j, slog.LevelWarn, "result not stored; will retry", "err", err)
 		return
@@ -192,6 +207,29 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 		level = slog.LevelWarn
 	}
 	b.logDeploy(j, level, "deploy "+string(j.res.Outcome))
+}
+
+// store stores a deploy result and, for an applied request, commits its
+// order state at the same time: two writes, one round trip of waiting.
+func (b *Bridge) store(ctx context.Context, j *deployJob, out *nats.Msg) error {
+	if j.commit == nil {
+		_, err := b.js.PublishMsg(ctx, out)
+		return err
+	}
+	fut, err := b.js.PublishMsgAsync(out)
+	if err != nil {
+		return err
+	}
+	key := j.commit.key
+	cerr := b.order.Commit(ctx, *j.commit, b.keys.Waiting(key) > 0)
+	select {
+	case <-fut.Ok():
+	case err := <-fut.Err():
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return cerr
 }
 
 func (b *Bridge) logDeploy(j *deployJob, level slog.Level, msg string, args ...any) {

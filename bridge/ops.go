@@ -2,12 +2,14 @@ package bridge
 
 import (
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // opsHandler serves /healthz (200 while the process works), /readyz (200
-// only while Ready) and /metrics.
+// only while Ready), /metrics, and Go's profiles under /debug/pprof/ (the
+// address is loopback by default; see the README's performance section).
 func (b *Bridge) opsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -23,5 +25,8 @@ func (b *Bridge) opsHandler() http.Handler {
 	if b.cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(b.cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }

@@ -22,7 +22,9 @@ import (
 // compare-and-set write; Commit records the applied request and drops the
 // lease with a second. A replica that loses a race re-reads and decides again.
 // In the common case a request costs two key-value writes; the local cache
-// saves the read.
+// saves the read. When more requests of the same key are queued in this
+// replica, Commit hands the lease to the next one instead of freeing it, so a
+// burst of one key costs one write per request plus one.
 
 // ref identifies a request in the order of its key: CloudEvent time (or
 // stored time), then stream sequence.
@@ -181,8 +183,17 @@ func isConflict(err error) bool {
 // maxRaces bounds how often Begin re-reads after losing a compare-and-set.
 const maxRaces = 16
 
+// held reports whether this replica holds the lease of st with time to spare
+// for one more operator call. While it does, no other replica writes the
+// key, so the cached state is the truth and a request may proceed without
+// a write of its own: the lease was handed over by the request before it.
+func (o *orderBook) held(st orderState, now time.Time) bool {
+	l := st.Lease
+	return l != nil && l.Owner == o.owner && now.Add(o.leaseTTL/2).Before(l.Expires)
+}
+
 // Begin decides what to do with request r of key and, when it may proceed,
-// takes the key's lease.
+// takes the key's lease (or keeps the one this replica holds).
 func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error) {
 	fresh := false
 	for range maxRaces {
@@ -192,6 +203,10 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error
 		}
 		st := c.state
 		t := ticket{key: key, rev: c.rev, state: st}
+		now := o.now()
+		held := o.held(st, now)
+		// The applied request only moves forward, so these two verdicts
+		// hold even when the cache is behind.
 		if a := st.Applied; a != nil {
 			if a.ID == r.ID {
 				t.verdict, t.winner = alreadyApplied, a.ID
@@ -202,8 +217,7 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error
 				return t, nil
 			}
 		}
-		now := o.now()
-		if l := st.Lease; l != nil && now.Before(l.Expires) {
+		if l := st.Lease; l != nil && l.Owner != o.owner && now.Before(l.Expires) {
 			if !fresh {
 				// The cache may be behind: make sure before waiting.
 				fresh = true
@@ -219,6 +233,13 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error
 			t.attempt = st.Tries.N + 1
 		}
 		next.Tries = &tries{ID: r.ID, N: t.attempt}
+		if held {
+			// Handed over: the lease is ours already; the new ref and try
+			// count travel in the ticket and land with the next write.
+			next.Lease.Expires = st.Lease.Expires
+			t.state, t.verdict = next, proceed
+			return t, nil
+		}
 		rev, err := o.write(ctx, key, c.rev, next)
 		if isConflict(err) {
 			fresh = true
@@ -233,10 +254,21 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error
 	return ticket{}, fmt.Errorf("order lease %s: lost %d races in a row", key, maxRaces)
 }
 
-// Commit records that the ticket's request was applied and frees the lease.
-// If the lease was lost meanwhile (it expired and another replica wrote), the
-// applied request is still recorded unless a newer one already is.
-func (o *orderBook) Commit(ctx context.Context, t ticket) error {
+// leaseAfter is the lease a write leaves behind: kept (renewed) for the next
+// local request of the key when keep is true, dropped otherwise.
+func (o *orderBook) leaseAfter(keep bool) *lease {
+	if !keep {
+		return nil
+	}
+	return &lease{Owner: o.owner, Expires: o.now().Add(o.leaseTTL)}
+}
+
+// Commit records that the ticket's request was applied. The lease is handed
+// to the next local request of the key when keep is true, and freed
+// otherwise. If the lease was lost meanwhile (it expired and another replica
+// wrote), the applied request is still recorded unless a newer one already
+// is.
+func (o *orderBook) Commit(ctx context.Context, t ticket, keep bool) error {
 	r := t.state.Lease.ref
 	rev, st := t.rev, t.state
 	for range maxRaces {
@@ -244,8 +276,8 @@ func (o *orderBook) Commit(ctx context.Context, t ticket) error {
 		if next.Applied == nil || next.Applied.before(r) {
 			next.Applied = &r
 		}
-		if next.Lease != nil && next.Lease.ID == r.ID && next.Lease.Owner == o.owner {
-			next.Lease = nil
+		if next.Lease == nil || next.Lease.Owner == o.owner {
+			next.Lease = o.leaseAfter(keep)
 		}
 		next.Tries = nil
 		_, err := o.write(ctx, t.key, rev, next)
@@ -264,11 +296,19 @@ func (o *orderBook) Commit(ctx context.Context, t ticket) error {
 	return fmt.Errorf("order commit %s: lost %d races in a row", t.key, maxRaces)
 }
 
-// Release frees the lease of a request that was not applied, keeping its
-// count of tries. A lease already lost is left alone.
-func (o *orderBook) Release(ctx context.Context, t ticket) error {
+// Release ends a ticket without applying its request: after a failed call
+// (keeping its count of tries), or after a verdict that needed no call while
+// this replica held the lease. The lease is kept for the next local request
+// when keep is true. A lease already lost is left alone.
+func (o *orderBook) Release(ctx context.Context, t ticket, keep bool) error {
+	if t.verdict != proceed && !o.held(t.state, o.now()) {
+		return nil // nothing of ours to give back
+	}
 	next := t.state
-	next.Lease = nil
+	next.Lease = o.leaseAfter(keep)
+	if keep && t.verdict != proceed && t.state.Lease != nil {
+		return nil // still ours, still valid: hand it over as it is
+	}
 	_, err := o.write(ctx, t.key, t.rev, next)
 	if err != nil && !isConflict(err) {
 		return fmt.Errorf("order release %s: %w", t.key, err)
@@ -289,6 +329,17 @@ type keyLock struct {
 }
 
 func newKeyLocks() *keyLocks { return &keyLocks{locks: make(map[string]*keyLock)} }
+
+// Waiting reports how many other local requests of key are queued behind
+// the one holding its lock.
+func (k *keyLocks) Waiting(key string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if l, ok := k.locks[key]; ok {
+		return l.refs - 1
+	}
+	return 0
+}
 
 // Lock waits for key's lock or ctx; it returns the unlock function.
 func (k *keyLocks) Lock(ctx context.Context, key string) (func(), error) {

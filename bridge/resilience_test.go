@@ -171,10 +171,8 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	start := time.Now()
 	r.stop(t)
 	t.Logf("stopped in %v", time.Since(start))
-	// The in-flight request finished and published its result before Run returned.
-	w.mu.Lock()
-	got := w.res[id]
-	w.mu.Unlock()
+	// The in-flight request finished and stored its result before Run returned.
+	got := w.storedResults()[id]
 	if len(got) != 1 || got[0].Outcome != events.Succeeded {
 		t.Fatalf("result after shutdown: %+v", got)
 	}

@@ -67,6 +67,11 @@ func EnvironmentsBucketConfig(name string) jetstream.KeyValueConfig {
 func (b *Bridge) setupStreams(ctx context.Context) error {
 	for _, sc := range events.StreamConfigs() {
 		if b.cfg.ManageStreams {
+			// An update keeps the replica count the operators chose (say 3 on
+			// a cluster); the contract's definition leaves it open.
+			if s, err := b.js.Stream(ctx, sc.Name); err == nil {
+				sc.Replicas = s.CachedInfo().Config.Replicas
+			}
 			if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
 				return fmt.Errorf("stream %s: %w", sc.Name, err)
 			}
@@ -82,7 +87,7 @@ func (b *Bridge) setupStreams(ctx context.Context) error {
 	if name := b.cfg.EnvironmentsBucket; name != "" {
 		var err error
 		if b.cfg.ManageStreams {
-			b.envKV, err = b.js.CreateOrUpdateKeyValue(ctx, EnvironmentsBucketConfig(name))
+			b.envKV, err = b.js.CreateOrUpdateKeyValue(ctx, b.keepReplicas(ctx, EnvironmentsBucketConfig(name)))
 		} else {
 			b.envKV, err = b.js.KeyValue(ctx, name)
 			if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -94,12 +99,25 @@ func (b *Bridge) setupStreams(ctx context.Context) error {
 		}
 	}
 	// The order state is the bridge's own, created whatever MANAGE_STREAMS says.
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, OrderBucketConfig())
+	kv, err := b.js.CreateOrUpdateKeyValue(ctx, b.keepReplicas(ctx, OrderBucketConfig()))
 	if err != nil {
 		return fmt.Errorf("key-value bucket %s: %w", OrderBucket, err)
 	}
 	b.order = newOrderBook(kv, b.owner, b.leaseTTL())
 	return nil
+}
+
+// keepReplicas gives cfg the replica count of the bucket if it exists, so
+// that starting the bridge never scales a bucket down.
+func (b *Bridge) keepReplicas(ctx context.Context, cfg jetstream.KeyValueConfig) jetstream.KeyValueConfig {
+	if kv, err := b.js.KeyValue(ctx, cfg.Bucket); err == nil {
+		if st, err := kv.Status(ctx); err == nil {
+			if s, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+				cfg.Replicas = s.StreamInfo().Config.Replicas
+			}
+		}
+	}
+	return cfg
 }
 
 // leaseTTL outlasts one operator call and the result that follows it.

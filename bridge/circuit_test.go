@@ -1,0 +1,94 @@
+package bridge
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestCircuitOpensWaitsAndProbes(t *testing.T) {
+	now := time.Now()
+	var changes []string
+	c := newCircuits(3, 5*time.Second, func(ep string, s circuitState) { changes = append(changes, ep+":"+s.String()) })
+	c.now = func() time.Time { return now }
+	down := errors.New("503 from operator")
+	for range 2 {
+		if err, _ := c.Allow("op"); err != nil {
+			t.Fatal("closed circuit refused a call")
+		}
+		c.Done("op", down)
+	}
+	if c.State("op") != circuitClosed {
+		t.Fatal("opened before the threshold")
+	}
+	c.Done("op", down)
+	err, wait := c.Allow("op")
+	if err == nil || !errors.Is(err, down) || wait != 5*time.Second {
+		t.Fatalf("open circuit: Allow = %v, %v", err, wait)
+	}
+	// Other endpoints are not affected.
+	if err, _ := c.Allow("other"); err != nil {
+		t.Fatal("an open circuit blocked another endpoint")
+	}
+	now = now.Add(5 * time.Second)
+	if err, _ := c.Allow("op"); err != nil {
+		t.Fatal("no probe after the cool-down")
+	}
+	if err, _ := c.Allow("op"); err == nil {
+		t.Fatal("a second probe while the first runs")
+	}
+	c.Done("op", down) // the probe failed: open again
+	if err, _ := c.Allow("op"); err == nil {
+		t.Fatal("failed probe did not reopen the circuit")
+	}
+	now = now.Add(5 * time.Second)
+	c.Allow("op")
+	c.Done("op", nil)
+	if c.State("op") != circuitClosed {
+		t.Fatal("a good probe did not close the circuit")
+	}
+	want := []string{"op:open", "op:half_open", "op:open", "op:half_open", "op:closed"}
+	if len(changes) != len(want) {
+		t.Fatalf("changes = %v, want %v", changes, want)
+	}
+	for i := range want {
+		if changes[i] != want[i] {
+			t.Fatalf("changes = %v, want %v", changes, want)
+		}
+	}
+}
+
+func TestKeyLocksSerialiseOneKey(t *testing.T) {
+	k := newKeyLocks()
+	unlock, err := k.Lock(t.Context(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan struct{})
+	go func() {
+		u, err := k.Lock(t.Context(), "a")
+		if err == nil {
+			close(got)
+			u()
+		}
+	}()
+	// Another key is free meanwhile.
+	ub, err := k.Lock(t.Context(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ub()
+	for k.Waiting("a") != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case <-got:
+		t.Fatal("second holder of key a while the first holds it")
+	default:
+	}
+	unlock()
+	<-got
+	for k.Waiting("a") != 0 || len(k.locks) != 0 {
+		time.Sleep(time.Millisecond)
+	}
+}
