@@ -253,10 +253,19 @@ func (b *Bridge) reject(res *events.DeployResult, err error) {
 
 // failWith fills res as a failure caused by err.
 func (b *Bridge) failWith(res *events.DeployResult, err error) {
-	code := errorCode(err)
 	res.Outcome, res.Success = events.Failed, false
-	res.Message = err.Error()
-	res.Error = &events.ErrorInfo{Code: code, Message: err.Error(), Retryable: code.Retryable()}
+	res.Error = errorInfo(err)
+	res.Message = res.Error.Message
+}
+
+// errorInfo is a result's error for err: its contract code, a message that
+// does not repeat the code, and whether it may pass on its own.
+func errorInfo(err error) *events.ErrorInfo {
+	if ee, ok := errors.AsType[*events.Error](err); ok {
+		return ee.Info()
+	}
+	code := errorCode(err)
+	return &events.ErrorInfo{Code: code, Message: err.Error(), Retryable: code.Retryable()}
 }
 
 // errorCode maps an error to the contract's error.code; it is the one place

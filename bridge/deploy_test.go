@@ -221,3 +221,17 @@ func TestOperatorFailures(t *testing.T) {
 		})
 	}
 }
+
+func TestRejectionEchoesTheRequestWithACleanMessage(t *testing.T) {
+	w := newWorld(t)
+	w.startBridge()
+	id := w.deploy("env-k8s", events.DeployRequest{App: "shop", Version: "v2", Deployments: []events.Deployment{
+		{Version: "v2", Percent: 0.9}, {Version: "v1", Percent: 0.6}}})
+	r := w.result(id)
+	if r.Outcome != events.Rejected || r.App != "shop" || r.Version != "v2" || r.Error == nil {
+		t.Fatalf("result = %+v", r)
+	}
+	if strings.HasPrefix(r.Error.Message, "invalid_data") || !strings.Contains(r.Error.Message, "deployments") || r.Message != r.Error.Message {
+		t.Fatalf("message %q / error %q: want the field and no repeated code", r.Message, r.Error.Message)
+	}
+}

@@ -66,6 +66,11 @@ func groupByEndpoint(entries []operator.Entry) []endpointGroup {
 // for environments not reported yet.
 func (b *Bridge) healthLoop(ctx context.Context) {
 	interval := b.cfg.HealthInterval
+	// The first round covers the environments loaded at start.
+	select {
+	case <-b.envs.changed:
+	default:
+	}
 	for {
 		round := time.Now()
 		groups := groupByEndpoint(b.manager.Entries())

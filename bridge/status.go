@@ -64,9 +64,8 @@ func (b *Bridge) status(ctx context.Context, env events.Envelope, q events.Statu
 		Status: events.AppStatus{App: q.App, Versions: []events.VersionStatus{}},
 	}
 	degrade := func(err error) events.StatusResult {
-		code := errorCode(err)
 		res.Degraded = true
-		res.Error = &events.ErrorInfo{Code: code, Message: err.Error(), Retryable: code.Retryable()}
+		res.Error = errorInfo(err)
 		return res
 	}
 	if decodeErr != nil {

@@ -56,7 +56,8 @@ type Envelope struct {
 // data is missing or not an object, breaks the schema, its percents add up
 // to more than 1 (± 0.001) or version is not among non-empty deployments.
 // The Envelope is filled as far as the message allowed; when its ID is ""
-// the error wraps ErrUnidentifiable.
+// the error wraps ErrUnidentifiable. On invalid_data the request holds what
+// could be read of it (its app and version, say), so an answer can echo them.
 //
 // The time-ahead rule (contract §2) needs the stored time of the message and
 // is the caller's to check, with Envelope.Time.
@@ -64,10 +65,10 @@ func DecodeDeployRequest(subject string, h nats.Header, body []byte) (Envelope, 
 	var req DeployRequest
 	env, err := decodeTyped(subject, TypeDeployRequest, h, body, &req)
 	if err != nil {
-		return env, DeployRequest{}, err
+		return env, req, err
 	}
 	if err := checkDeployRequest(req); err != nil {
-		return env, DeployRequest{}, err
+		return env, req, err
 	}
 	return env, req, nil
 }
@@ -78,10 +79,7 @@ func DecodeDeployRequest(subject string, h nats.Header, body []byte) (Envelope, 
 func DecodeStatusQuery(subject string, h nats.Header, body []byte) (Envelope, StatusQuery, error) {
 	var q StatusQuery
 	env, err := decodeTyped(subject, TypeStatusQuery, h, body, &q)
-	if err != nil {
-		return env, StatusQuery{}, err
-	}
-	return env, q, nil
+	return env, q, err
 }
 
 // DecodeStatusQueryOrData is DecodeStatusQuery for the request/reply
@@ -218,6 +216,9 @@ func decodeData(typ string, data []byte, into any) error {
 		return dataError("data", "not a JSON object")
 	}
 	if err := schemas.Validate(typ, v); err != nil {
+		// Fill what can be read, so that the answer can echo the request's
+		// app and version.
+		_ = json.Unmarshal(data, into)
 		return schemaError(err)
 	}
 	if err := json.Unmarshal(data, into); err != nil {
