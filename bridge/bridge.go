@@ -171,11 +171,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 	var keeper sync.WaitGroup // reports in-flight messages in progress until they finish
 	keepCtx, stopKeeper := context.WithCancel(work)
 	keeper.Go(func() { b.progress.run(keepCtx, b.cfg.AckWait/3) })
+	keeper.Go(func() { b.order.runSweeper(keepCtx, b.keys.TryLock) })
 
 	var loops sync.WaitGroup
 	loops.Go(func() { b.consumeLoop(ctx, work, events.StreamDeploy, b.handleDeploy) })
 	loops.Go(func() { b.consumeLoop(ctx, work, events.StreamStatus, b.handleStatusQuery) })
 	loops.Go(func() { b.healthLoop(ctx) })
+	// Idle keys' leases are freed after their linger, and all of them once
+	// the work is done (the keeper above).
 	if b.envKV != nil {
 		loops.Go(func() { b.watchEnvironments(ctx) })
 	}
@@ -259,9 +262,9 @@ func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handle
 				h(work, m)
 			})
 		},
+			// Default pull expiry and heartbeat: the bridge connects over
+			// TCP, where pulls do not stall (see NOTES on in-process ones).
 			jetstream.PullMaxMessages(b.cfg.MaxInFlight),
-			jetstream.PullHeartbeat(time.Second),
-			jetstream.PullExpiry(5*time.Second),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 				if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 					signal()

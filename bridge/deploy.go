@@ -108,7 +108,7 @@ func (b *Bridge) deploy(ctx context.Context, j *deployJob) (finding, time.Durati
 		return retryable, 0
 	}
 	if t.verdict != proceed {
-		if rerr := b.order.Release(ctx, t, b.keys.Waiting(key) > 0); rerr != nil {
+		if rerr := b.order.Release(ctx, t); rerr != nil {
 			b.log.Warn("order release", "key", key, "err", rerr)
 		}
 	}
@@ -137,7 +137,7 @@ func (b *Bridge) deploy(ctx context.Context, j *deployJob) (finding, time.Durati
 		j.res.Outcome, j.res.Success, j.res.Message = events.Succeeded, true, resp.Message
 		return settled, 0
 	}
-	if rerr := b.order.Release(ctx, t, b.keys.Waiting(key) > 0); rerr != nil {
+	if rerr := b.order.Release(ctx, t); rerr != nil {
 		b.log.Warn("order release", "key", key, "err", rerr)
 	}
 	if ctx.Err() != nil {
@@ -220,8 +220,7 @@ func (b *Bridge) store(ctx context.Context, j *deployJob, out *nats.Msg) error {
 	if err != nil {
 		return err
 	}
-	key := j.commit.key
-	cerr := b.order.Commit(ctx, *j.commit, b.keys.Waiting(key) > 0)
+	cerr := b.order.Commit(ctx, *j.commit)
 	select {
 	case <-fut.Ok():
 	case err := <-fut.Err():

@@ -15,16 +15,22 @@ import (
 // The order step keeps contract §3 across replicas and restarts. Its state is
 // one key per environment and app in the key-value bucket OrderBucket:
 //
-//	{"applied": {id, time, seq}, "lease": {id, time, seq, owner, expires}, "tries": {id, n}}
+//	{"applied": {id, time, seq}, "lease": {owner, expires, ...}, "tries": {id, n}, "wanted": {owner, until}}
 //
-// Begin reads the key (from a local cache whose staleness a failed
-// compare-and-set reveals), decides, and takes the lease with one
-// compare-and-set write; Commit records the applied request and drops the
-// lease with a second. A replica that loses a race re-reads and decides again.
-// In the common case a request costs two key-value writes; the local cache
-// saves the read. When more requests of the same key are queued in this
-// replica, Commit hands the lease to the next one instead of freeing it, so a
-// burst of one key costs one write per request plus one.
+// A replica calls an operator for a key only while it holds the key's lease,
+// taken and renewed with compare-and-set writes, so two replicas never apply
+// the same key at once; "applied" only moves forward, so an older request is
+// superseded and a replayed one is recognised.
+//
+// Writes are the cost, so a replica keeps a key's lease after applying a
+// request (Commit renews it in the same write that records the request) and
+// lets it go only once the key has been idle for a short linger. A steady
+// stream of one key's requests then costs one write each; a lone request
+// costs two (lease, then commit). Another replica that finds the lease held
+// marks the key wanted; the holder then lets the lease go at its next write,
+// and stops taking it anew while the mark lasts, so no replica starves.
+// The local cache saves reads: a stale entry only costs a failed
+// compare-and-set and a read.
 
 // ref identifies a request in the order of its key: CloudEvent time (or
 // stored time), then stream sequence.
@@ -43,7 +49,6 @@ func (r ref) before(o ref) bool {
 }
 
 type lease struct {
-	ref
 	Owner   string    `json:"owner"`
 	Expires time.Time `json:"expires"`
 }
@@ -53,25 +58,33 @@ type tries struct {
 	N  int    `json:"n"`
 }
 
+// want marks a key as wanted by a replica that found its lease held.
+type want struct {
+	Owner string    `json:"owner"`
+	Until time.Time `json:"until"`
+}
+
 type orderState struct {
 	Applied *ref   `json:"applied,omitempty"`
 	Lease   *lease `json:"lease,omitempty"`
 	Tries   *tries `json:"tries,omitempty"`
+	Wanted  *want  `json:"wanted,omitempty"`
 }
 
 // verdict is what the order step says about a request.
 type verdict int
 
 const (
-	proceed        verdict = iota // lease taken: call the operator
+	proceed        verdict = iota // lease held: call the operator
 	alreadyApplied                // this id is the one applied last
 	superseded                    // a newer request was applied
-	wait                          // another delivery holds the lease
+	wait                          // another replica holds or wants the lease
 )
 
 // ticket is what Begin hands to Commit or Release.
 type ticket struct {
 	key     string
+	req     ref
 	rev     uint64
 	state   orderState
 	verdict verdict
@@ -79,7 +92,7 @@ type ticket struct {
 	winner string
 	// attempt counts the operator calls for this request id, this one included.
 	attempt int
-	// waitFor is how long the current lease still runs, for wait.
+	// waitFor is how long to wait before trying again, for wait.
 	waitFor time.Duration
 }
 
@@ -88,10 +101,12 @@ type orderBook struct {
 	kv       jetstream.KeyValue
 	owner    string        // this replica, unique per process
 	leaseTTL time.Duration // longer than one operator call
+	linger   time.Duration // how long an idle key's lease is kept
 	now      func() time.Time
 
 	mu    sync.Mutex
 	cache map[string]cached
+	kept  map[string]time.Time // keys whose lease this replica keeps, and since when
 }
 
 type cached struct {
@@ -103,8 +118,12 @@ type cached struct {
 // only a read saver: a stale entry costs one failed compare-and-set).
 const maxCached = 100_000
 
+// defaultLinger is how long a replica keeps an idle key's lease.
+const defaultLinger = 200 * time.Millisecond
+
 func newOrderBook(kv jetstream.KeyValue, owner string, leaseTTL time.Duration) *orderBook {
-	return &orderBook{kv: kv, owner: owner, leaseTTL: leaseTTL, now: time.Now, cache: make(map[string]cached)}
+	return &orderBook{kv: kv, owner: owner, leaseTTL: leaseTTL, linger: defaultLinger, now: time.Now,
+		cache: make(map[string]cached), kept: make(map[string]time.Time)}
 }
 
 // orderKey is the bucket key of an environment and app. Apps may hold dots,
@@ -125,6 +144,7 @@ func (o *orderBook) load(ctx context.Context, key string, fresh bool) (cached, e
 	}
 	e, err := o.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		o.remember(key, cached{})
 		return cached{}, nil
 	}
 	if err != nil {
@@ -180,20 +200,26 @@ func isConflict(err error) bool {
 		errors.Is(err, jetstream.ErrKeyDeleted)
 }
 
-// maxRaces bounds how often Begin re-reads after losing a compare-and-set.
+// maxRaces bounds how often a step re-reads after losing a compare-and-set.
 const maxRaces = 16
 
 // held reports whether this replica holds the lease of st with time to spare
-// for one more operator call. While it does, no other replica writes the
-// key, so the cached state is the truth and a request may proceed without
-// a write of its own: the lease was handed over by the request before it.
+// for one more operator call. While it does, no other replica applies the
+// key, and the cached applied request is the truth.
 func (o *orderBook) held(st orderState, now time.Time) bool {
 	l := st.Lease
 	return l != nil && l.Owner == o.owner && now.Add(o.leaseTTL/2).Before(l.Expires)
 }
 
+// wantedByOther reports whether another replica has marked st wanted.
+func (o *orderBook) wantedByOther(st orderState, now time.Time) bool {
+	w := st.Wanted
+	return w != nil && w.Owner != o.owner && now.Before(w.Until)
+}
+
 // Begin decides what to do with request r of key and, when it may proceed,
-// takes the key's lease (or keeps the one this replica holds).
+// makes sure this replica holds the key's lease. The caller holds the key's
+// local lock (keyLocks) from Begin to Commit or Release.
 func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error) {
 	fresh := false
 	for range maxRaces {
@@ -202,9 +228,8 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error
 			return ticket{}, err
 		}
 		st := c.state
-		t := ticket{key: key, rev: c.rev, state: st}
+		t := ticket{key: key, req: r, rev: c.rev, state: st}
 		now := o.now()
-		held := o.held(st, now)
 		// The applied request only moves forward, so these two verdicts
 		// hold even when the cache is behind.
 		if a := st.Applied; a != nil {
@@ -217,32 +242,38 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error
 				return t, nil
 			}
 		}
-		if l := st.Lease; l != nil && l.Owner != o.owner && now.Before(l.Expires) {
-			if !fresh {
-				// The cache may be behind: make sure before waiting.
-				fresh = true
-				continue
-			}
-			t.verdict, t.waitFor = wait, l.Expires.Sub(now)
-			return t, nil
-		}
-		next := st
-		next.Lease = &lease{ref: r, Owner: o.owner, Expires: now.Add(o.leaseTTL)}
 		t.attempt = 1
 		if st.Tries != nil && st.Tries.ID == r.ID {
 			t.attempt = st.Tries.N + 1
 		}
-		next.Tries = &tries{ID: r.ID, N: t.attempt}
-		if held {
-			// Handed over: the lease is ours already; the new ref and try
-			// count travel in the ticket and land with the next write.
-			next.Lease.Expires = st.Lease.Expires
-			t.state, t.verdict = next, proceed
+		if o.held(st, now) {
+			// Kept from an earlier request: no write needed to go on.
+			o.unkeep(key)
+			t.verdict = proceed
 			return t, nil
 		}
+		if !fresh {
+			// Everything below writes or waits: decide on fresh state.
+			fresh = true
+			continue
+		}
+		if l := st.Lease; l != nil && l.Owner != o.owner && now.Before(l.Expires) {
+			t.verdict = wait
+			t.waitFor = min(l.Expires.Sub(now), 2*o.linger)
+			o.markWanted(ctx, key, c.rev, st, now)
+			return t, nil
+		}
+		if o.wantedByOther(st, now) {
+			// Let the replica that asked have its turn.
+			t.verdict, t.waitFor = wait, 2*o.linger
+			return t, nil
+		}
+		next := st
+		next.Lease = &lease{Owner: o.owner, Expires: now.Add(o.leaseTTL)}
+		next.Tries = &tries{ID: r.ID, N: t.attempt}
+		next.Wanted = nil
 		rev, err := o.write(ctx, key, c.rev, next)
 		if isConflict(err) {
-			fresh = true
 			continue
 		}
 		if err != nil {
@@ -254,38 +285,45 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error
 	return ticket{}, fmt.Errorf("order lease %s: lost %d races in a row", key, maxRaces)
 }
 
-// leaseAfter is the lease a write leaves behind: kept (renewed) for the next
-// local request of the key when keep is true, dropped otherwise.
-func (o *orderBook) leaseAfter(keep bool) *lease {
-	if !keep {
-		return nil
+// markWanted asks the holder of key's lease to let it go (best effort: a
+// lost race means someone wrote, which is as good).
+func (o *orderBook) markWanted(ctx context.Context, key string, rev uint64, st orderState, now time.Time) {
+	if w := st.Wanted; w != nil && w.Owner == o.owner && now.Add(o.leaseTTL/2).Before(w.Until) {
+		return // still marked
 	}
-	return &lease{Owner: o.owner, Expires: o.now().Add(o.leaseTTL)}
+	st.Wanted = &want{Owner: o.owner, Until: now.Add(o.leaseTTL)}
+	_, _ = o.write(ctx, key, rev, st)
 }
 
-// Commit records that the ticket's request was applied. The lease is handed
-// to the next local request of the key when keep is true, and freed
-// otherwise. If the lease was lost meanwhile (it expired and another replica
-// wrote), the applied request is still recorded unless a newer one already
-// is.
-func (o *orderBook) Commit(ctx context.Context, t ticket, keep bool) error {
-	r := t.state.Lease.ref
+// settle writes the state that ends a ticket: apply edits it, and the lease
+// is kept (renewed) unless another replica wants the key. On a lost race it
+// re-reads and edits the fresh state, as long as the lease is still this
+// replica's or free.
+func (o *orderBook) settle(ctx context.Context, t ticket, apply func(*orderState)) error {
 	rev, st := t.rev, t.state
 	for range maxRaces {
+		now := o.now()
 		next := st
-		if next.Applied == nil || next.Applied.before(r) {
-			next.Applied = &r
-		}
+		apply(&next)
+		keep := false
 		if next.Lease == nil || next.Lease.Owner == o.owner {
-			next.Lease = o.leaseAfter(keep)
+			keep = !o.wantedByOther(next, now)
+			next.Lease = nil
+			if keep {
+				next.Lease = &lease{Owner: o.owner, Expires: now.Add(o.leaseTTL)}
+			}
 		}
-		next.Tries = nil
 		_, err := o.write(ctx, t.key, rev, next)
 		if err == nil {
+			if keep {
+				o.keep(t.key, now)
+			} else {
+				o.unkeep(t.key)
+			}
 			return nil
 		}
 		if !isConflict(err) {
-			return fmt.Errorf("order commit %s: %w", t.key, err)
+			return err
 		}
 		c, err := o.load(ctx, t.key, true)
 		if err != nil {
@@ -293,27 +331,118 @@ func (o *orderBook) Commit(ctx context.Context, t ticket, keep bool) error {
 		}
 		rev, st = c.rev, c.state
 	}
-	return fmt.Errorf("order commit %s: lost %d races in a row", t.key, maxRaces)
+	return fmt.Errorf("lost %d races in a row", maxRaces)
 }
 
-// Release ends a ticket without applying its request: after a failed call
-// (keeping its count of tries), or after a verdict that needed no call while
-// this replica held the lease. The lease is kept for the next local request
-// when keep is true. A lease already lost is left alone.
-func (o *orderBook) Release(ctx context.Context, t ticket, keep bool) error {
-	if t.verdict != proceed && !o.held(t.state, o.now()) {
-		return nil // nothing of ours to give back
+// Commit records that the ticket's request was applied, in the same write
+// that renews (or, when wanted elsewhere, frees) the lease. If the lease was
+// lost meanwhile, the applied request is still recorded unless a newer one
+// already is.
+func (o *orderBook) Commit(ctx context.Context, t ticket) error {
+	r := t.req
+	err := o.settle(ctx, t, func(st *orderState) {
+		if st.Applied == nil || st.Applied.before(r) {
+			st.Applied = &r
+		}
+		st.Tries = nil
+	})
+	if err != nil {
+		return fmt.Errorf("order commit %s: %w", t.key, err)
 	}
-	next := t.state
-	next.Lease = o.leaseAfter(keep)
-	if keep && t.verdict != proceed && t.state.Lease != nil {
-		return nil // still ours, still valid: hand it over as it is
+	return nil
+}
+
+// Release ends a ticket without applying its request. After a failed call
+// it records the try; after a verdict that needed no call it writes nothing
+// (a lease this replica keeps goes at the end of its linger).
+func (o *orderBook) Release(ctx context.Context, t ticket) error {
+	if t.verdict != proceed {
+		if o.held(t.state, o.now()) {
+			o.keep(t.key, o.now())
+		}
+		return nil
 	}
-	_, err := o.write(ctx, t.key, t.rev, next)
-	if err != nil && !isConflict(err) {
+	n := t.attempt
+	err := o.settle(ctx, t, func(st *orderState) {
+		st.Tries = &tries{ID: t.req.ID, N: n}
+	})
+	if err != nil {
 		return fmt.Errorf("order release %s: %w", t.key, err)
 	}
 	return nil
+}
+
+func (o *orderBook) keep(key string, at time.Time) {
+	o.mu.Lock()
+	o.kept[key] = at
+	o.mu.Unlock()
+}
+
+func (o *orderBook) unkeep(key string) {
+	o.mu.Lock()
+	delete(o.kept, key)
+	o.mu.Unlock()
+}
+
+// sweep lets go of the leases of keys idle for the linger (all of them when
+// all is true, at shutdown). A key in use by a local request is left alone:
+// tryLock takes the key's local lock if it is free.
+func (o *orderBook) sweep(ctx context.Context, all bool, tryLock func(key string) (func(), bool)) {
+	now := o.now()
+	var due []string
+	o.mu.Lock()
+	for key, at := range o.kept {
+		if all || now.Sub(at) >= o.linger {
+			due = append(due, key)
+		}
+	}
+	o.mu.Unlock()
+	for _, key := range due {
+		unlock, ok := tryLock(key)
+		if !ok {
+			continue // in use: whoever uses it keeps or frees it
+		}
+		o.free(ctx, key)
+		unlock()
+	}
+}
+
+// free drops this replica's lease of key, if it still has it.
+func (o *orderBook) free(ctx context.Context, key string) {
+	defer o.unkeep(key)
+	fresh := false
+	for range maxRaces {
+		c, err := o.load(ctx, key, fresh)
+		if err != nil {
+			return
+		}
+		if l := c.state.Lease; l == nil || l.Owner != o.owner {
+			return
+		}
+		next := c.state
+		next.Lease = nil
+		_, err = o.write(ctx, key, c.rev, next)
+		if !isConflict(err) {
+			return
+		}
+		fresh = true
+	}
+}
+
+// runSweeper frees idle leases every half linger until ctx ends, then frees
+// every lease this replica still keeps, so the next replica need not wait.
+func (o *orderBook) runSweeper(ctx context.Context, tryLock func(string) (func(), bool)) {
+	t := time.NewTicker(o.linger / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			o.sweep(context.WithoutCancel(ctx), true, tryLock)
+			return
+		case <-t.C:
+			o.sweep(ctx, false, tryLock)
+		}
+	}
 }
 
 // keyLocks serialises the requests of one key inside this process, so that
@@ -325,21 +454,10 @@ type keyLocks struct {
 
 type keyLock struct {
 	ch   chan struct{} // holds one token while locked; size 1 is the lock itself
-	refs int
+	refs int           // holder and waiters; the entry goes with the last
 }
 
 func newKeyLocks() *keyLocks { return &keyLocks{locks: make(map[string]*keyLock)} }
-
-// Waiting reports how many other local requests of key are queued behind
-// the one holding its lock.
-func (k *keyLocks) Waiting(key string) int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if l, ok := k.locks[key]; ok {
-		return l.refs - 1
-	}
-	return 0
-}
 
 // Lock waits for key's lock or ctx; it returns the unlock function.
 func (k *keyLocks) Lock(ctx context.Context, key string) (func(), error) {
@@ -351,20 +469,43 @@ func (k *keyLocks) Lock(ctx context.Context, key string) (func(), error) {
 	}
 	l.refs++
 	k.mu.Unlock()
-
-	release := func() {
-		k.mu.Lock()
-		l.refs--
-		if l.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
 	select {
 	case l.ch <- struct{}{}:
-		return func() { <-l.ch; release() }, nil
+		return func() { <-l.ch; k.drop(key, l) }, nil
 	case <-ctx.Done():
-		release()
+		k.drop(key, l)
 		return nil, ctx.Err()
 	}
+}
+
+// TryLock takes key's lock only if no local request holds or awaits it.
+func (k *keyLocks) TryLock(key string) (func(), bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, busy := k.locks[key]; busy {
+		return nil, false
+	}
+	l := &keyLock{ch: make(chan struct{}, 1), refs: 1}
+	l.ch <- struct{}{}
+	k.locks[key] = l
+	return func() { <-l.ch; k.drop(key, l) }, true
+}
+
+// Waiting reports how many local requests of key wait behind its holder.
+func (k *keyLocks) Waiting(key string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if l, ok := k.locks[key]; ok {
+		return l.refs - 1
+	}
+	return 0
+}
+
+func (k *keyLocks) drop(key string, l *keyLock) {
+	k.mu.Lock()
+	l.refs--
+	if l.refs == 0 {
+		delete(k.locks, key)
+	}
+	k.mu.Unlock()
 }

@@ -1,6 +1,8 @@
 package bridge
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,60 +43,83 @@ func TestOrderBookAcrossReplicas(t *testing.T) {
 	a := newOrderBook(kv, "replica-a", 10*time.Second)
 	b := newOrderBook(kv, "replica-b", 10*time.Second)
 	a.now, b.now = clock, clock
+	free := func(string) (func(), bool) { return func() {}, true }
 	key := orderKey("env-1", "my.app")
-	r1 := ref{ID: "r1", Time: now.Add(-3 * time.Second), Seq: 1}
-	r2 := ref{ID: "r2", Time: now.Add(-2 * time.Second), Seq: 2}
-	r3 := ref{ID: "r3", Time: now.Add(-1 * time.Second), Seq: 3}
+	r := func(i int) ref { return ref{ID: fmt.Sprintf("r%d", i), Time: now.Add(time.Duration(i) * time.Second), Seq: uint64(i)} }
 
-	ta, err := a.Begin(ctx, key, r2)
+	ta, err := a.Begin(ctx, key, r(2))
 	if err != nil || ta.verdict != proceed || ta.attempt != 1 {
 		t.Fatalf("a.Begin(r2) = %+v, %v", ta, err)
 	}
-	// b sees a's lease and waits, however stale its cache.
-	tb, err := b.Begin(ctx, key, r3)
-	if err != nil || tb.verdict != wait || tb.waitFor <= 0 {
+	// b finds a's lease, waits a little, and marks the key wanted.
+	tb, err := b.Begin(ctx, key, r(3))
+	if err != nil || tb.verdict != wait || tb.waitFor <= 0 || tb.waitFor > 2*b.linger {
 		t.Fatalf("b.Begin(r3) while a holds the lease = %+v, %v", tb, err)
 	}
-	// a commits r2 and keeps the lease for a queued local request.
-	if err := a.Commit(ctx, ta, true); err != nil {
+	// a commits r2; seeing b's mark, it lets the lease go in that write.
+	if err := a.Commit(ctx, ta); err != nil {
 		t.Fatal(err)
 	}
-	if tb, _ := b.Begin(ctx, key, r3); tb.verdict != wait {
-		t.Fatalf("b.Begin(r3) while a keeps the lease = %+v", tb)
+	tb, err = b.Begin(ctx, key, r(3))
+	if err != nil || tb.verdict != proceed {
+		t.Fatalf("b.Begin(r3) after a's commit = %+v, %v", tb, err)
 	}
-	// The older r1 is superseded by r2 and needs no write.
+	// r1 is older than r2: superseded, on either replica.
+	if tk, _ := a.Begin(ctx, key, r(1)); tk.verdict != superseded || tk.winner != "r2" {
+		t.Fatalf("a.Begin(r1) = %+v", tk)
+	}
+	if err := b.Commit(ctx, tb); err != nil {
+		t.Fatal(err)
+	}
+	// b keeps the lease: its next request of the key needs no write.
 	rev := mustRevision(t, kv, key)
-	t1, err := a.Begin(ctx, key, r1)
-	if err != nil || t1.verdict != superseded || t1.winner != "r2" {
-		t.Fatalf("a.Begin(r1) = %+v, %v", t1, err)
-	}
-	// r3 proceeds under the kept lease without a write.
-	t3, err := a.Begin(ctx, key, r3)
-	if err != nil || t3.verdict != proceed {
-		t.Fatalf("a.Begin(r3) = %+v, %v", t3, err)
+	t4, err := b.Begin(ctx, key, r(4))
+	if err != nil || t4.verdict != proceed {
+		t.Fatalf("b.Begin(r4) = %+v, %v", t4, err)
 	}
 	if got := mustRevision(t, kv, key); got != rev {
-		t.Fatalf("revision %d -> %d: a handed-over lease was written again", rev, got)
+		t.Fatalf("revision %d -> %d: a kept lease was taken again", rev, got)
 	}
-	// A failed call gives the lease back and counts the try.
-	if err := a.Release(ctx, t3, false); err != nil {
+	// The call fails: the try is counted and the lease kept.
+	if err := b.Release(ctx, t4); err != nil {
 		t.Fatal(err)
 	}
-	t3b, err := b.Begin(ctx, key, r3)
-	if err != nil || t3b.verdict != proceed || t3b.attempt != 2 {
-		t.Fatalf("b.Begin(r3) after a released = %+v, %v", t3b, err)
+	if t4, _ = b.Begin(ctx, key, r(4)); t4.verdict != proceed || t4.attempt != 2 {
+		t.Fatalf("b.Begin(r4) again = %+v", t4)
 	}
-	if err := b.Commit(ctx, t3b, false); err != nil {
+	if err := b.Commit(ctx, t4); err != nil {
 		t.Fatal(err)
 	}
-	// Replays of r3, on either replica, are already applied; r2 is superseded.
+	// Idle past the linger, b lets the lease go; then a may take it.
+	if tk, _ := a.Begin(ctx, key, r(5)); tk.verdict != wait {
+		t.Fatalf("a.Begin(r5) while b keeps the lease = %+v", tk)
+	}
+	now = now.Add(b.linger)
+	b.sweep(ctx, false, free)
+	t5, err := a.Begin(ctx, key, r(5))
+	if err != nil || t5.verdict != proceed {
+		t.Fatalf("a.Begin(r5) after b's linger = %+v, %v", t5, err)
+	}
+	if err := a.Commit(ctx, t5); err != nil {
+		t.Fatal(err)
+	}
+	// Replays are recognised and older requests superseded, on either replica.
 	for _, ob := range []*orderBook{a, b} {
-		if tk, _ := ob.Begin(ctx, key, r3); tk.verdict != alreadyApplied {
-			t.Fatalf("%s: replay of r3 = %+v", ob.owner, tk)
+		if tk, _ := ob.Begin(ctx, key, r(5)); tk.verdict != alreadyApplied {
+			t.Fatalf("%s: replay of r5 = %+v", ob.owner, tk)
 		}
-		if tk, _ := ob.Begin(ctx, key, r2); tk.verdict != superseded || tk.winner != "r3" {
-			t.Fatalf("%s: r2 after r3 = %+v", ob.owner, tk)
+		if tk, _ := ob.Begin(ctx, key, r(4)); tk.verdict != superseded || tk.winner != "r5" {
+			t.Fatalf("%s: r4 after r5 = %+v", ob.owner, tk)
 		}
+	}
+	// At shutdown every kept lease goes.
+	a.sweep(ctx, true, free)
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(e.Value()), `"lease"`) {
+		t.Fatalf("lease left after shutdown: %s", e.Value())
 	}
 }
 
@@ -112,7 +137,7 @@ func TestOrderLeaseOfACrashedReplicaExpires(t *testing.T) {
 		t.Fatalf("dead.Begin = %+v, %v", tk, err)
 	}
 	// The replica dies holding the lease; its redelivery waits it out.
-	if tk, _ := live.Begin(ctx, key, r); tk.verdict != wait || tk.waitFor > 5*time.Second {
+	if tk, _ := live.Begin(ctx, key, r); tk.verdict != wait {
 		t.Fatalf("live.Begin during the lease = %+v", tk)
 	}
 	live.now = func() time.Time { return now.Add(6 * time.Second) }
