@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/boreas/operator-bridge/events"
 	"github.com/boreas/operator-bridge/operator"
 )
@@ -15,11 +17,29 @@ import (
 type healthBoard struct {
 	mu       sync.Mutex
 	env      map[string]events.Health
-	failures map[string]int // endpoint -> consecutive failed checks
+	failures map[string]int  // endpoint -> consecutive failed checks
+	checking map[string]bool // endpoints with a check under way
 }
 
 func newHealthBoard() *healthBoard {
-	return &healthBoard{env: make(map[string]events.Health), failures: make(map[string]int)}
+	return &healthBoard{env: make(map[string]events.Health), failures: make(map[string]int), checking: make(map[string]bool)}
+}
+
+// start marks endpoint's check as under way; false if one already is.
+func (h *healthBoard) start(endpoint string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.checking[endpoint] {
+		return false
+	}
+	h.checking[endpoint] = true
+	return true
+}
+
+func (h *healthBoard) finish(endpoint string) {
+	h.mu.Lock()
+	delete(h.checking, endpoint)
+	h.mu.Unlock()
 }
 
 // last returns env's last health data, or nil before its first check.
@@ -130,6 +150,10 @@ func (b *Bridge) checkNew(ctx context.Context, wg *sync.WaitGroup) {
 // checkGroup runs one health check for an endpoint and publishes the health
 // of each of its environments.
 func (b *Bridge) checkGroup(ctx context.Context, g endpointGroup) {
+	if !b.health.start(g.endpoint) {
+		return // its check is under way; it reports every environment of the endpoint it knew of
+	}
+	defer b.health.finish(g.endpoint)
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.OperatorTimeout)
 	start := time.Now()
 	err := g.op.HealthCheck(cctx)
@@ -157,6 +181,9 @@ func (b *Bridge) checkGroup(ctx context.Context, g endpointGroup) {
 
 	now := time.Now().UTC()
 	circuit := b.circuits.State(g.endpoint).String()
+	// One check may stand for thousands of environments: their events go
+	// out together and are confirmed together.
+	futures := make([]jetstream.PubAckFuture, 0, len(g.envs))
 	for _, e := range g.envs {
 		h := events.Health{
 			Environment: e.Environment.ID, Operator: string(e.Operator.Kind()), Endpoint: e.Endpoint,
@@ -171,24 +198,29 @@ func (b *Bridge) checkGroup(ctx context.Context, g endpointGroup) {
 		h.Changed = !seen || prev.Healthy != h.Healthy
 		b.health.env[e.Environment.ID] = h
 		b.health.mu.Unlock()
-		b.publishHealth(ctx, h)
-	}
-}
-
-func (b *Bridge) publishHealth(ctx context.Context, h events.Health) {
-	msg, err := events.NewHealth(b.source, h)
-	if err != nil {
-		b.log.Error("encode health", "environment", h.Environment, "err", err)
-		return
-	}
-	if _, err := b.js.PublishMsg(ctx, msg); err != nil {
-		if ctx.Err() == nil {
-			b.log.Warn("health not stored", "environment", h.Environment, "err", err)
+		if h.Changed {
+			b.log.Info("operator health changed", "environment", h.Environment, "endpoint", h.Endpoint,
+				"healthy", h.Healthy, "error", h.Error)
 		}
-		return
+		msg, merr := events.NewHealth(b.source, h)
+		if merr != nil {
+			b.log.Error("encode health", "environment", h.Environment, "err", merr)
+			continue
+		}
+		f, perr := b.js.PublishMsgAsync(msg)
+		if perr != nil {
+			b.log.Warn("health not stored", "environment", h.Environment, "err", perr)
+			continue
+		}
+		futures = append(futures, f)
 	}
-	if h.Changed {
-		b.log.Info("operator health changed", "environment", h.Environment, "endpoint", h.Endpoint,
-			"healthy", h.Healthy, "error", h.Error)
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case perr := <-f.Err():
+			b.log.Warn("health not stored", "subject", f.Msg().Subject, "err", perr)
+		case <-ctx.Done():
+			return
+		}
 	}
 }

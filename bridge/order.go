@@ -252,14 +252,16 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error
 			t.verdict = proceed
 			return t, nil
 		}
-		if !fresh {
-			// Everything below writes or waits: decide on fresh state.
+		taken := st.Lease != nil && st.Lease.Owner != o.owner && now.Before(st.Lease.Expires)
+		if (taken || o.wantedByOther(st, now)) && !fresh {
+			// The cache may be behind: make sure before waiting. (A write
+			// needs no such care: its compare-and-set checks.)
 			fresh = true
 			continue
 		}
-		if l := st.Lease; l != nil && l.Owner != o.owner && now.Before(l.Expires) {
+		if taken {
 			t.verdict = wait
-			t.waitFor = min(l.Expires.Sub(now), 2*o.linger)
+			t.waitFor = min(st.Lease.Expires.Sub(now), 2*o.linger)
 			o.markWanted(ctx, key, c.rev, st, now)
 			return t, nil
 		}
@@ -274,6 +276,7 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error
 		next.Wanted = nil
 		rev, err := o.write(ctx, key, c.rev, next)
 		if isConflict(err) {
+			fresh = true
 			continue
 		}
 		if err != nil {

@@ -45,7 +45,9 @@ func TestOrderBookAcrossReplicas(t *testing.T) {
 	a.now, b.now = clock, clock
 	free := func(string) (func(), bool) { return func() {}, true }
 	key := orderKey("env-1", "my.app")
-	r := func(i int) ref { return ref{ID: fmt.Sprintf("r%d", i), Time: now.Add(time.Duration(i) * time.Second), Seq: uint64(i)} }
+	r := func(i int) ref {
+		return ref{ID: fmt.Sprintf("r%d", i), Time: now.Add(time.Duration(i) * time.Second), Seq: uint64(i)}
+	}
 
 	ta, err := a.Begin(ctx, key, r(2))
 	if err != nil || ta.verdict != proceed || ta.attempt != 1 {

@@ -1,0 +1,233 @@
+package bridge_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/boreas/operator-bridge/bridge"
+	"github.com/boreas/operator-bridge/events"
+	"github.com/boreas/operator-bridge/natsembed"
+	"github.com/boreas/operator-bridge/operator"
+	"github.com/boreas/operator-bridge/operator/operatortest"
+)
+
+// BenchmarkEndToEnd pushes b.N deploy requests through a real JetStream and
+// waits for every result: the bridge with the mock operator and with an
+// HTTP operator (operatortest), beside a bare consume → call → publish loop
+// measured the same way, so the bridge's cost reads as a ratio of the
+// bare loop's ns/op.
+func BenchmarkEndToEnd(b *testing.B) {
+	for _, op := range []string{"mock", "http"} {
+		b.Run("bare/"+op, func(b *testing.B) { benchEndToEnd(b, op, false) })
+		b.Run("bridge/"+op, func(b *testing.B) { benchEndToEnd(b, op, true) })
+	}
+}
+
+func benchEndToEnd(b *testing.B, op string, full bool) {
+	dir := b.TempDir()
+	srv, err := natsembed.Start(natsembed.Config{StoreDir: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Stop()
+	fake := operatortest.NewServer(operator.Kubernetes)
+	defer fake.Close()
+	typ, url := "mock", ""
+	if op == "http" {
+		typ, url = "kubernetes", fake.URL
+	}
+	const envs, apps = 4, 50
+	var list []string
+	for i := range envs {
+		list = append(list, fmt.Sprintf(`{"id":"bench-%03d","type":%q,"operator_url":%q}`, i, typ, url))
+	}
+	file := filepath.Join(dir, "envs.json")
+	if err := os.WriteFile(file, []byte("["+strings.Join(list, ",")+"]"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, sc := range events.StreamConfigs() {
+		if _, err := js.CreateStream(b.Context(), sc); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(b.Context())
+	defer cancel()
+	done := make(chan struct{})
+	if full {
+		f, err := operator.NewFactory(operator.DefaultSettings())
+		if err != nil {
+			b.Fatal(err)
+		}
+		bnc, err := nats.Connect(srv.ClientURL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer bnc.Close()
+		br, err := bridge.New(bnc, f, bridge.Config{ManageStreams: true, EnvironmentsFile: file, EnvironmentsBucket: "environments",
+			HealthInterval: time.Hour, Registerer: prometheus.NewRegistry()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		go func() { _ = br.Run(ctx); close(done) }()
+		for !br.Ready() {
+			time.Sleep(5 * time.Millisecond)
+		}
+	} else {
+		go func() { bareLoop(ctx, srv.ClientURL(), fake.URL, op == "http"); close(done) }()
+	}
+
+	var got atomic.Int64
+	all := make(chan struct{})
+	target := int64(b.N)
+	sub, err := nc.Subscribe("deploy.result.>", func(*nats.Msg) {
+		if got.Add(1) == target {
+			close(all)
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	msgs := make([]*nats.Msg, b.N)
+	for i := range msgs {
+		msgs[i], _, _ = events.NewDeployRequest("/bench", fmt.Sprintf("bench-%03d", i%envs),
+			events.DeployRequest{App: fmt.Sprintf("app-%03d", (i/envs)%apps), Version: fmt.Sprintf("v%d", i)})
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for _, m := range msgs {
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-all:
+	case <-time.After(2 * time.Minute):
+		b.Fatalf("%d of %d results", got.Load(), b.N)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+	b.StopTimer()
+	cancel()
+	<-done
+}
+
+// bareLoop is the bare minimum of the job, as bench/baseline does it.
+func bareLoop(ctx context.Context, url, opURL string, callHTTP bool) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamDeploy, jetstream.ConsumerConfig{
+		Durable: "bare", FilterSubject: "deploy.request.>", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 20000})
+	if err != nil {
+		return
+	}
+	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	sem := make(chan struct{}, 256)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			var req struct {
+				ID   string `json:"id"`
+				Data struct{ App, Version string }
+			}
+			_ = json.Unmarshal(m.Data(), &req)
+			if callHTTP {
+				body, _ := json.Marshal(map[string]any{"app": req.Data.App, "version": req.Data.Version,
+					"deployments": []map[string]any{{"version": req.Data.Version, "percent": 1}}})
+				if resp, err := httpc.Post(opURL+"/api/apply", "application/json", bytes.NewReader(body)); err == nil {
+					var ar struct{ Success bool }
+					_ = json.NewDecoder(resp.Body).Decode(&ar)
+					resp.Body.Close()
+				}
+			}
+			env := m.Subject()[strings.LastIndexByte(m.Subject(), '.')+1:]
+			out, _ := json.Marshal(map[string]any{"specversion": "1.0", "id": req.ID + "-r", "type": events.TypeDeployResult,
+				"source": "/bare", "requestid": req.ID, "data": map[string]any{"request_id": req.ID, "outcome": "succeeded"}})
+			fut, err := js.PublishMsgAsync(&nats.Msg{Subject: events.DeployResultSubject(env), Data: out})
+			if err != nil {
+				return
+			}
+			select {
+			case <-fut.Ok():
+				_ = m.Ack()
+			case <-fut.Err():
+			}
+		}()
+	}, jetstream.PullMaxMessages(256))
+	if err != nil {
+		return
+	}
+	<-ctx.Done()
+	cc.Stop()
+}
+
+// BenchmarkStartTenThousandEnvironments measures a bridge's start, from Run
+// to ready, with 10,000 environments in its file.
+func BenchmarkStartTenThousandEnvironments(b *testing.B) {
+	dir := b.TempDir()
+	srv, err := natsembed.Start(natsembed.Config{StoreDir: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Stop()
+	var list []string
+	for i := range 10_000 {
+		list = append(list, fmt.Sprintf(`{"id":"env-%05d","type":"k8s","operator_url":"http://127.0.0.1:%d"}`, i, 20000+i%10))
+	}
+	file := filepath.Join(dir, "envs.json")
+	if err := os.WriteFile(file, []byte("["+strings.Join(list, ",")+"]"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		nc, err := nats.Connect(srv.ClientURL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		f, _ := operator.NewFactory(operator.DefaultSettings())
+		br, err := bridge.New(nc, f, bridge.Config{ManageStreams: true, EnvironmentsFile: file, EnvironmentsBucket: "environments",
+			HealthInterval: time.Hour, Registerer: prometheus.NewRegistry()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(b.Context())
+		done := make(chan struct{})
+		go func() { _ = br.Run(ctx); close(done) }()
+		for !br.Ready() {
+			time.Sleep(time.Millisecond)
+		}
+		b.StopTimer()
+		if n := br.Manager().Len(); n != 10_000 {
+			b.Fatalf("%d environments", n)
+		}
+		cancel()
+		<-done
+		nc.Close()
+		b.StartTimer()
+	}
+}
