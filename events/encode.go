@@ -255,8 +255,18 @@ func (enc encoder) build(subject func(string) string, env, typ, source, id strin
 	if ceSubject != "" {
 		e.SetSubject(ceSubject)
 	}
-	for name, v := range ext {
-		e.SetExtension(name, v)
+	if ec, ok := e.Context.(*event.EventContextV1); ok && len(ext) > 0 {
+		// The names are this package's constants and the values strings,
+		// which SetExtension would check again, by reflection, on the
+		// bridge's hot path.
+		ec.Extensions = make(map[string]any, len(ext))
+		for name, v := range ext {
+			ec.Extensions[name] = v
+		}
+	} else {
+		for name, v := range ext {
+			e.SetExtension(name, v)
+		}
 	}
 	if err := e.SetData(event.ApplicationJSON, data); err != nil {
 		return nil, fmt.Errorf("%s event: data: %w", typ, err)
