@@ -4,7 +4,7 @@ BIN     ?= bin/operator-bridge
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build test check unit e2e run demo bench clean
+.PHONY: build test check unit e2e run demo bench soak clean
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/operator-bridge
@@ -35,6 +35,10 @@ demo: build
 bench:
 	bench/run.sh
 	$(GO) test -run '^$$' -bench . -benchmem ./events/ ./operator/ ./bridge/
+
+## soak: the bridge under steady load for 10 minutes, its memory sampled (MINUTES, RATE to change).
+soak:
+	bench/soak.sh
 
 clean:
 	rm -rf bin

@@ -163,3 +163,47 @@ func TestOrderKeyEscapesDots(t *testing.T) {
 		t.Fatalf("orderKey = %q", got)
 	}
 }
+
+// BenchmarkOrderStep is the order step of one request (Begin, then Commit)
+// against a real key-value bucket: "steady" for a key whose requests keep
+// coming (the lease is kept: one write), "lone" for a key seen once (lease,
+// then commit: two writes).
+func BenchmarkOrderStep(b *testing.B) {
+	s, err := natsembed.Start(natsembed.Config{StoreDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Stop()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, err := js.CreateKeyValue(b.Context(), OrderBucketConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ob := newOrderBook(kv, "bench", 15*time.Second)
+	base := time.Now()
+	for _, mode := range []string{"steady", "lone"} {
+		b.Run(mode, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				key := orderKey("env-1", "app")
+				if mode == "lone" {
+					key = orderKey("env-1", fmt.Sprintf("%s-%d", mode, i))
+				}
+				t, err := ob.Begin(b.Context(), key, ref{ID: fmt.Sprint(i), Time: base.Add(time.Duration(i)), Seq: uint64(i)})
+				if err != nil || t.verdict != proceed {
+					b.Fatalf("Begin = %+v, %v", t, err)
+				}
+				if err := ob.Commit(b.Context(), t); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
