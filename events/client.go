@@ -112,7 +112,8 @@ func (c *Client) Close() error {
 // PublishDeploy publishes a deploy request for env through JetStream with
 // Nats-Msg-Id set to its id, waits for the stream to store it, and returns
 // its id without waiting for the result. Sending again with WithID and the
-// same id inside the duplicate window (2 minutes) stores it once.
+// same id inside the duplicate window (2 minutes) stores it once; Deploy sent again so then
+// answers with the result stored for the first copy.
 func (c *Client) PublishDeploy(ctx context.Context, env string, req DeployRequest, opts ...EventOption) (string, error) {
 	msg, id, err := c.enc.deployRequest(c.source, env, req, opts...)
 	if err != nil {
@@ -140,8 +141,17 @@ func (c *Client) Deploy(ctx context.Context, env string, req DeployRequest, opts
 	}
 	ch := c.wait(id)
 	defer c.unwait(id, ch)
-	if err := c.publish(ctx, msg); err != nil {
-		return DeployResult{}, err
+	ack, err := c.js.PublishMsg(ctx, msg)
+	if err != nil {
+		return DeployResult{}, fmt.Errorf("publish %s: %w", msg.Subject, err)
+	}
+	if ack.Duplicate {
+		// Sent again within the duplicate window (a retry after a timeout,
+		// say): JetStream kept the first copy, whose result may be stored
+		// already. Look for it from the first copy's place in the stream on.
+		fctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go c.findStored(fctx, env, id, ack.Sequence, ch)
 	}
 	select {
 	case r := <-ch:
@@ -237,6 +247,41 @@ func (c *Client) onResult(m *nats.Msg) {
 	c.mu.Unlock()
 	for _, w := range ws {
 		w <- r
+	}
+}
+
+// findStored reads env's stored results from stream sequence from on until
+// it finds the one of request id, and hands it to ch, or until ctx ends.
+func (c *Client) findStored(ctx context.Context, env, id string, from uint64, ch chan DeployResult) {
+	cons, err := c.js.OrderedConsumer(ctx, StreamDeploy, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{DeployResultSubject(env)},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    from,
+	})
+	if err != nil {
+		return // the live subscription may still bring it
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return
+	}
+	go func() { <-ctx.Done(); it.Stop() }()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			return
+		}
+		e, r, err := DecodeDeployResult(m.Headers(), m.Data())
+		if err != nil {
+			continue
+		}
+		if rid, _ := e.Extensions()[ExtRequestID].(string); rid == id || r.RequestID == id {
+			select {
+			case ch <- r:
+			default: // the live subscription was first
+			}
+			return
+		}
 	}
 }
 

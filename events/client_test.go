@@ -462,3 +462,27 @@ func TestWatchOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestClientDeployAgainFindsTheStoredResult(t *testing.T) {
+	url := startJetStream(t)
+	respondDeploys(t, url)
+	first := newClient(t, url)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req := DeployRequest{App: "app", Version: "v1"}
+	r1, err := first.Deploy(ctx, "env-1", req, WithID("retried-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A caller that gave up waiting sends the same request again, from
+	// another process, inside the duplicate window: JetStream keeps one copy
+	// and the bridge answers once, so the stored result is the answer.
+	again := newClient(t, url)
+	r2, err := again.Deploy(ctx, "env-1", req, WithID("retried-1"))
+	if err != nil {
+		t.Fatalf("deploy sent again: %v", err)
+	}
+	if r2.RequestID != r1.RequestID || r2.Outcome != r1.Outcome || r2.Message != r1.Message {
+		t.Fatalf("second answer %+v, first %+v", r2, r1)
+	}
+}
