@@ -172,11 +172,11 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 		return
 	case nakNow:
 		_ = j.msg.Nak()
-		b.logDeploy(j, slog.LevelInfo, "requeued: bridge stopping")
+		b.logDeploy(ctx, j, slog.LevelInfo, "requeued: bridge stopping")
 		return
 	case nakWithDelay:
 		_ = j.msg.NakWithDelay(delay)
-		b.logDeploy(j, slog.LevelDebug, "retry", "delay", delay, "reason", j.res.Error.Message)
+		b.logDeploy(ctx, j, slog.LevelDebug, "retry", "delay", delay, "reason", j.res.Error.Message)
 		return
 	case failAfterWindow:
 		j.res.Outcome, j.res.Success = events.Failed, false
@@ -197,7 +197,7 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 		// then finds itself applied, or is applied again with the same
 		// version, which operators take as a no-op.
 		_ = j.msg.NakWithDelay(retryBase)
-		b.logDeploy(j, slog.LevelWarn, "result not stored; will retry", "err", err)
+		b.logDeploy(ctx, j, slog.LevelWarn, "result not stored; will retry", "err", err)
 		return
 	}
 	_ = j.msg.Ack()
@@ -206,7 +206,7 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 	if j.res.Outcome != events.Succeeded && j.res.Outcome != events.Superseded {
 		level = slog.LevelWarn
 	}
-	b.logDeploy(j, level, "deploy "+string(j.res.Outcome))
+	b.logDeploy(ctx, j, level, "deploy "+string(j.res.Outcome))
 }
 
 // store stores a deploy result and, for an applied request, commits its
@@ -231,8 +231,8 @@ func (b *Bridge) store(ctx context.Context, j *deployJob, out *nats.Msg) error {
 	return cerr
 }
 
-func (b *Bridge) logDeploy(j *deployJob, level slog.Level, msg string, args ...any) {
-	if !b.log.Enabled(context.Background(), level) {
+func (b *Bridge) logDeploy(ctx context.Context, j *deployJob, level slog.Level, msg string, args ...any) {
+	if !b.log.Enabled(ctx, level) {
 		return
 	}
 	attrs := []any{"environment", j.res.Environment, "app", j.res.App, "version", j.res.Version,
@@ -241,7 +241,7 @@ func (b *Bridge) logDeploy(j *deployJob, level slog.Level, msg string, args ...a
 	if j.res.Error != nil {
 		attrs = append(attrs, "code", j.res.Error.Code)
 	}
-	b.log.Log(context.Background(), level, msg, append(attrs, args...)...)
+	b.log.Log(ctx, level, msg, append(attrs, args...)...)
 }
 
 // reject fills res for a request that no operator will see.

@@ -54,7 +54,7 @@ func (b *Bridge) handleStatusQuery(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	_ = m.Ack()
-	b.logStatus(env, res, time.Since(start))
+	b.logStatus(ctx, env, res, time.Since(start))
 }
 
 // status answers a decoded status query; decodeErr is the decoder's verdict.
@@ -101,7 +101,7 @@ func appStatus(st operator.Status) events.AppStatus {
 	return out
 }
 
-func (b *Bridge) logStatus(env events.Envelope, res events.StatusResult, d time.Duration) {
+func (b *Bridge) logStatus(ctx context.Context, env events.Envelope, res events.StatusResult, d time.Duration) {
 	outcome := "answered"
 	level := slog.LevelInfo
 	attrs := []any{"environment", res.Environment, "app", res.App, "id", env.ID, "duration", d.Round(time.Microsecond)}
@@ -110,7 +110,7 @@ func (b *Bridge) logStatus(env events.Envelope, res events.StatusResult, d time.
 		attrs = append(attrs, "code", res.Error.Code)
 	}
 	b.metrics.events.WithLabelValues(events.TypeStatusQuery, outcome).Inc()
-	b.log.Log(context.Background(), level, "status "+outcome, attrs...)
+	b.log.Log(ctx, level, "status "+outcome, attrs...)
 }
 
 // serveStatus answers operator-bridge.status.<env> at once, outside the
@@ -126,7 +126,7 @@ func (b *Bridge) serveStatus(ctx context.Context, r micro.Request) {
 		_ = r.Error("500", err.Error(), nil)
 		return
 	}
-	b.logStatus(env, res, 0)
+	b.logStatus(ctx, env, res, 0)
 	_ = r.Respond(out.Data, micro.WithHeaders(micro.Headers(out.Header)))
 }
 
