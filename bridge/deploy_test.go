@@ -235,3 +235,39 @@ func TestRejectionEchoesTheRequestWithACleanMessage(t *testing.T) {
 		t.Fatalf("message %q / error %q: want the field and no repeated code", r.Message, r.Error.Message)
 	}
 }
+
+func TestBinaryModeRequestAndTraceparent(t *testing.T) {
+	w := newWorld(t)
+	w.startBridge()
+	// Binary content mode: attributes in ce- headers (any case,
+	// percent-encoded), the data alone in the body.
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	msg := &nats.Msg{Subject: "deploy.request.env-pm", Header: nats.Header{
+		"Ce-Specversion": {"1.0"}, "CE-ID": {"bin-1"}, "ce-source": {"/master%20service"},
+		"ce-type": {events.TypeDeployRequest}, "ce-traceparent": {tp}, "Content-Type": {"application/json"},
+	}, Data: []byte(`{"app":"api","version":"v5","unknown_field":true}`)}
+	w.publish(msg)
+	if r := w.result("bin-1"); r.Outcome != events.Succeeded || r.App != "api" || r.Version != "v5" {
+		t.Fatalf("binary request: %+v", r)
+	}
+	// The stored result carries the request's traceparent and requestid,
+	// and an id (= Nats-Msg-Id) of its own.
+	stream, err := w.js.Stream(t.Context(), events.StreamDeploy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := stream.GetLastMsgForSubject(t.Context(), "deploy.result.env-pm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := events.Decode(m.Header, m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := ev.Extensions()
+	if ext["traceparent"] != tp || ext["requestid"] != "bin-1" || ext["environment"] != "env-pm" ||
+		ev.ID() == "bin-1" || m.Header.Get("Nats-Msg-Id") != ev.ID() || ev.Subject() != "api" ||
+		ev.Source() != "/operator-bridge/test" || m.Header.Get("Content-Type") != "application/cloudevents+json" {
+		t.Fatalf("result event: id %s source %s subject %s ext %v headers %v", ev.ID(), ev.Source(), ev.Subject(), ext, m.Header)
+	}
+}
