@@ -141,6 +141,9 @@ func TestCircuitKeepsOtherEnvironmentsFlowing(t *testing.T) {
 			t.Fatalf("k8s request during pm outage: %+v", r)
 		}
 	}
+	// Once every request has made its first call, the circuit is open.
+	w.eventually(10*time.Second, "first calls made", func() bool { return len(w.pm.Requests()) >= len(down) })
+	time.Sleep(100 * time.Millisecond)
 	before := len(w.pm.Requests())
 	time.Sleep(2 * time.Second) // the circuit is open: the waiting requests do not hammer the operator
 	if calls := len(w.pm.Requests()) - before; calls > 2 {
