@@ -154,6 +154,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		return err
 	}
 	var srv *http.Server
+	var serving sync.WaitGroup
 	if b.cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", b.cfg.HTTPAddr)
 		if err != nil {
@@ -161,14 +162,17 @@ func (b *Bridge) Run(ctx context.Context) error {
 			return fmt.Errorf("http %s: %w", b.cfg.HTTPAddr, err)
 		}
 		srv = &http.Server{Handler: b.opsHandler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = srv.Serve(ln) }()
+		serving.Go(func() { _ = srv.Serve(ln) })
 	}
 
 	// work outlives ctx by the shutdown grace: in-flight requests finish.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
-	var keeper sync.WaitGroup // reports in-flight messages in progress until they finish
+	// The keeper outlives the consumers: it reports in-flight messages in
+	// progress until they finish, frees idle keys' order leases after their
+	// linger, and all of them once the work is done.
+	var keeper sync.WaitGroup
 	keepCtx, stopKeeper := context.WithCancel(work)
 	keeper.Go(func() { b.progress.run(keepCtx, b.cfg.AckWait/3) })
 	keeper.Go(func() { b.order.runSweeper(keepCtx, b.keys.TryLock) })
@@ -177,8 +181,6 @@ func (b *Bridge) Run(ctx context.Context) error {
 	loops.Go(func() { b.consumeLoop(ctx, work, events.StreamDeploy, b.handleDeploy) })
 	loops.Go(func() { b.consumeLoop(ctx, work, events.StreamStatus, b.handleStatusQuery) })
 	loops.Go(func() { b.healthLoop(ctx) })
-	// Idle keys' leases are freed after their linger, and all of them once
-	// the work is done (the keeper above).
 	if b.envKV != nil {
 		loops.Go(func() { b.watchEnvironments(ctx) })
 	}
@@ -206,6 +208,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
+		serving.Wait()
 	}
 	b.log.Info("bridge stopped")
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -56,6 +57,10 @@ func (b *Bridge) handleDeploy(ctx context.Context, m jetstream.Msg) {
 // filling j.res, and says what it found.
 func (b *Bridge) deploy(ctx context.Context, j *deployJob) (finding, time.Duration) {
 	m := j.msg
+	if err := checkSubject(m.Subject(), events.PrefixDeployRequest); err != nil {
+		j.res.Message = err.Error()
+		return unidentifiable, 0
+	}
 	env, req, err := events.DecodeDeployRequest(m.Subject(), m.Headers(), m.Data())
 	j.env, j.req = env, req
 	j.res = events.DeployResult{RequestID: env.ID, Environment: env.Environment, App: req.App, Version: req.Version}
@@ -150,6 +155,17 @@ func (b *Bridge) deploy(ctx context.Context, j *deployJob) (finding, time.Durati
 	return settled, 0
 }
 
+// checkSubject makes sure a request's subject is prefix + one valid
+// environment token; on any other (deploy.request.a.b, say) no result
+// subject could answer it, and it goes to the dead letters.
+func checkSubject(subject, prefix string) error {
+	env, ok := strings.CutPrefix(subject, prefix)
+	if !ok || !events.ValidEnvironmentID(env) {
+		return fmt.Errorf("subject %q is not %s<environment ID>: no result subject can answer it", subject, prefix)
+	}
+	return nil
+}
+
 // apply calls the operator and records its latency.
 func (b *Bridge) apply(ctx context.Context, e operator.Entry, req events.DeployRequest) (operator.ApplyResponse, error) {
 	deps := req.Effective()
@@ -187,9 +203,9 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 	j.res.DurationMS = time.Since(j.start).Milliseconds()
 	out, err := events.NewDeployResult(b.source, j.env, j.meta.Sequence.Stream, j.res)
 	if err != nil {
-		// Only an unencodable result gets here; it cannot pass on a retry.
-		b.log.Error("encode deploy result", "id", j.env.ID, "err", err)
-		_ = j.msg.TermWithReason("result cannot be encoded: " + err.Error())
+		// No result can be made for it (this does not pass on a retry):
+		// keep it as a dead letter rather than lose it.
+		b.deadLetter(ctx, j.msg, "result cannot be made: "+err.Error())
 		return
 	}
 	if err := b.store(ctx, j, out); err != nil {

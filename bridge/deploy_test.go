@@ -135,17 +135,23 @@ func TestUnidentifiableGoesToDeadLetters(t *testing.T) {
 		m := &nats.Msg{Subject: "deploy.request.env-k8s", Header: nats.Header{"X-Trace": {fmt.Sprint(i)}}, Data: []byte(body)}
 		w.publish(m)
 	}
+	// An identifiable request on a subject no result subject can mirror.
+	valid, _, err := events.NewDeployRequest("/test", "env-k8s", events.DeployRequest{App: "a", Version: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.publish(&nats.Msg{Subject: "deploy.request.env-k8s.extra", Header: nats.Header{"X-Trace": {"4"}}, Data: valid.Data})
 	dl, err := w.js.Stream(t.Context(), events.StreamDeadLetter)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.eventually(10*time.Second, "4 dead letters", func() bool {
+	w.eventually(10*time.Second, "5 dead letters", func() bool {
 		info, err := dl.Info(t.Context())
-		return err == nil && info.State.Msgs == 4
+		return err == nil && info.State.Msgs == 5
 	})
 	// Requests are handled concurrently: find the first one by its header.
 	var m *jetstream.RawStreamMsg
-	for seq := uint64(1); seq <= 4; seq++ {
+	for seq := uint64(1); seq <= 5; seq++ {
 		got, err := dl.GetMsg(t.Context(), seq)
 		if err != nil {
 			t.Fatal(err)

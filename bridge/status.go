@@ -28,6 +28,10 @@ func (b *Bridge) handleStatusQuery(ctx context.Context, m jetstream.Msg) {
 	if meta.NumDelivered > 1 {
 		b.metrics.redeliveries.WithLabelValues(events.TypeStatusQuery).Inc()
 	}
+	if err := checkSubject(m.Subject(), events.PrefixStatusQuery); err != nil {
+		b.deadLetter(ctx, m, err.Error())
+		return
+	}
 	env, q, err := events.DecodeStatusQuery(m.Subject(), m.Headers(), m.Data())
 	if errors.Is(err, events.ErrUnidentifiable) {
 		b.deadLetter(ctx, m, err.Error())
@@ -44,8 +48,7 @@ func (b *Bridge) handleStatusQuery(ctx context.Context, m jetstream.Msg) {
 	}
 	out, err := events.NewStatusResult(b.source, env, meta.Sequence.Stream, res)
 	if err != nil {
-		b.log.Error("encode status result", "id", env.ID, "err", err)
-		_ = m.TermWithReason("result cannot be encoded: " + err.Error())
+		b.deadLetter(ctx, m, "result cannot be made: "+err.Error())
 		return
 	}
 	if _, err := b.js.PublishMsg(ctx, out); err != nil {

@@ -307,21 +307,20 @@ func tlsAuth(t *testing.T) natsAuthSetup {
 	// loses the race with the server's alert, as "tls error: connection closed
 	// by remote after TLS handshake": both name TLS.
 	refused := []string{"connect to NATS", "tls"}
-	// A failed TLS handshake exits 3 ("NATS could not be reached"), not 1
-	// ("refused") as a refused password does: connectError only knows auth
-	// errors.
+	// A failed TLS handshake exits 1 ("refused"), as a refused password does:
+	// trying again will not help.
 	return natsAuthSetup{
 		url:     url,
 		env:     tlsEnv(ca.file, cert, key),
 		flags:   []string{"--tls-ca", ca.file, "--tls-cert", cert, "--tls-key", key},
-		missing: exitTimeout,
+		missing: exitFailed,
 		secrets: []string{pemBody(keyPEM), pemBody(strayPEM)},
 		bad: []badNATSAuth{
-			{"no client certificate", map[string]string{"NATS_TLS_CA": ca.file}, exitTimeout, refused},
-			{"server from an untrusted CA", tlsEnv(other.file, cert, key), exitTimeout,
+			{"no client certificate", map[string]string{"NATS_TLS_CA": ca.file}, exitFailed, refused},
+			{"server from an untrusted CA", tlsEnv(other.file, cert, key), exitFailed,
 				[]string{"connect to NATS", "certificate signed by unknown authority"}},
-			{"client certificate from an untrusted CA", tlsEnv(ca.file, strayCert, strayKey), exitTimeout, refused},
-			{"no CA", tlsEnv("", cert, key), exitTimeout,
+			{"client certificate from an untrusted CA", tlsEnv(ca.file, strayCert, strayKey), exitFailed, refused},
+			{"no CA", tlsEnv("", cert, key), exitFailed,
 				[]string{"connect to NATS", "certificate signed by unknown authority"}},
 		},
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -116,13 +118,25 @@ func connectServe(urls string, auth natsAuth, log *slog.Logger) (*nats.Conn, err
 }
 
 // connectError explains a failed connection, with the exit code scripts
-// expect: 3 when NATS cannot be reached, 1 when it refused us.
+// expect: 3 when NATS cannot be reached, 1 when it refused us (credentials
+// or certificates: trying again will not help).
 func connectError(urls string, err error) error {
+	refused := isAuthError(err) || isTLSError(err)
 	err = fmt.Errorf("connect to NATS at %s: %w", redactURL(urls), err)
-	if isAuthError(err) {
+	if refused {
 		return withCode(exitFailed, err)
 	}
 	return withCode(exitTimeout, err)
+}
+
+// isTLSError reports whether a connection failed in its TLS handshake: a
+// certificate refused by either side, or TLS wanted by one side only.
+func isTLSError(err error) bool {
+	var verr *tls.CertificateVerificationError
+	var uerr x509.UnknownAuthorityError
+	return errors.As(err, &verr) || errors.As(err, &uerr) ||
+		errors.Is(err, nats.ErrSecureConnRequired) || errors.Is(err, nats.ErrSecureConnWanted) ||
+		strings.Contains(err.Error(), "tls: ") || strings.Contains(err.Error(), "tls error")
 }
 
 func isAuthError(err error) bool {
