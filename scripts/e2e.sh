@@ -193,17 +193,20 @@ environments:
     active: false
 EOF
 
-start bridge env \
-  OPERATOR_BRIDGE_NATS_URL="$NATS" \
-  OPERATOR_BRIDGE_NATS_USER=bridge OPERATOR_BRIDGE_NATS_PASSWORD=bridge-dev-password \
-  OPERATOR_BRIDGE_ENVIRONMENTS_FILE="$work/environments.yaml" \
-  OPERATOR_BRIDGE_HTTP_ADDR="127.0.0.1:$HTTP_PORT" \
-  OPERATOR_BRIDGE_HEALTH_INTERVAL=2s \
-  OPERATOR_BRIDGE_INSTANCE=e2e \
-  OPERATOR_BRIDGE_LOG_FORMAT=json \
-  "$BIN" serve
-BRIDGE_PID=${pids[-1]}
-BRIDGE_IDX=$((${#pids[@]} - 1))
+start_bridge() { # log name
+  start "$1" env \
+    OPERATOR_BRIDGE_NATS_URL="$NATS" \
+    OPERATOR_BRIDGE_NATS_USER=bridge OPERATOR_BRIDGE_NATS_PASSWORD=bridge-dev-password \
+    OPERATOR_BRIDGE_ENVIRONMENTS_FILE="$work/environments.yaml" \
+    OPERATOR_BRIDGE_HTTP_ADDR="127.0.0.1:$HTTP_PORT" \
+    OPERATOR_BRIDGE_HEALTH_INTERVAL=2s \
+    OPERATOR_BRIDGE_INSTANCE=e2e \
+    OPERATOR_BRIDGE_LOG_FORMAT=json \
+    "$BIN" serve
+  BRIDGE_PID=${pids[-1]}
+  BRIDGE_IDX=$((${#pids[@]} - 1))
+}
+start_bridge bridge
 ready() { alive "$BRIDGE_PID" || fail "the bridge exited"; [ "$(http_status "$HTTP/readyz")" = 200 ]; }
 retry 30 ready || fail "the bridge's /readyz did not answer 200 within 30 s (now $(http_status "$HTTP/readyz"))"
 ok "nats-server, two fake operators and the bridge started; /readyz 200 after $((SECONDS - START)) s"
@@ -426,6 +429,26 @@ ok "bench --requests 300 --envs 2 --env-prefix e2e-: exit 0, 300 results, $(echo
 out=$(nats "${VIEWER[@]}" stream info DEADLETTER --json 2>&1) || fail "nats stream info DEADLETTER failed" "$out"
 echo "$out" | check_json 'd["state"]["messages"] == 1' || fail "DEADLETTER should hold the one garbage message" "$out"
 ok "DEADLETTER holds exactly the one dead letter"
+
+# ---------------------------------------------------------------- crash
+# SIGKILL the bridge in the middle of a load, start it again: every request
+# still ends with exactly one stored result (the unacknowledged ones come
+# back after the consumers' 30 s ack wait; the dead bridge's order leases
+# run out after OPERATOR_TIMEOUT + 5 s).
+"$BIN" bench --requests 600 --rate 200 --envs 2 --env-prefix e2e- --wait 90s --json >"$work/crash-bench.json" 2>&1 &
+bench_pid=$!
+sleep 1.5
+kill -KILL "$BRIDGE_PID"
+wait "$BRIDGE_PID" 2>/dev/null || true
+pids[BRIDGE_IDX]=""
+start_bridge bridge-restarted
+retry 30 ready || fail "the restarted bridge's /readyz did not answer 200 within 30 s"
+wait "$bench_pid" && rc=0 || rc=$?
+out=$(cat "$work/crash-bench.json")
+[ $rc -eq 0 ] || fail "bench across a SIGKILL of the bridge exited $rc, want 0" "$out"
+echo "$out" | check_json 'd["ok"] and d["results"] == 600 and d["missing"] == 0 and d["duplicates"] == 0' ||
+  fail "bench across a SIGKILL: want 600 requests with exactly one result each" "$out"
+ok "SIGKILL of the bridge during 600 requests at 200/s, then a restart: every request exactly one result"
 
 # ---------------------------------------------------------------- shutdown
 pids[BRIDGE_IDX]=""
