@@ -221,27 +221,29 @@ func (w *world) publish(msg *nats.Msg) {
 // result waits for the first result of request id.
 func (w *world) result(id string) events.DeployResult {
 	w.t.Helper()
-	var r events.DeployResult
-	w.eventually(15*time.Second, "result of "+id, func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if rs := w.res[id]; len(rs) > 0 {
-			r = rs[0]
-			return true
-		}
-		return false
-	})
-	return r
+	return w.nthResult(id, 1)
+}
+
+// nthResult waits for the n-th result (from 1) of request id: a request sent
+// again, or replayed, gets a result of its own.
+func (w *world) nthResult(id string, n int) events.DeployResult {
+	w.t.Helper()
+	return waitNth(w, w.res, id, n)
 }
 
 func (w *world) statusResult(id string) events.StatusResult {
 	w.t.Helper()
-	var r events.StatusResult
-	w.eventually(15*time.Second, "status result of "+id, func() bool {
+	return waitNth(w, w.stres, id, 1)
+}
+
+func waitNth[R any](w *world, seen map[string][]R, id string, n int) R {
+	w.t.Helper()
+	var r R
+	w.eventually(15*time.Second, fmt.Sprintf("result %d of %s", n, id), func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		if rs := w.stres[id]; len(rs) > 0 {
-			r = rs[0]
+		if rs := seen[id]; len(rs) >= n {
+			r = rs[n-1]
 			return true
 		}
 		return false

@@ -98,14 +98,7 @@ func TestReplayIsNotAppliedAgain(t *testing.T) {
 	// Replayed as a new message (as `nats pub` of the stored body would).
 	replay := &nats.Msg{Subject: msg.Subject, Header: nats.Header{"Content-Type": msg.Header["Content-Type"]}, Data: msg.Data}
 	w.publish(replay)
-	w.eventually(10*time.Second, "second result", func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return len(w.res[id]) == 2
-	})
-	w.mu.Lock()
-	second := w.res[id][1]
-	w.mu.Unlock()
+	second := w.nthResult(id, 2)
 	if second.Outcome != events.Succeeded || !strings.Contains(second.Message, "already applied") {
 		t.Fatalf("replay: %+v", second)
 	}
@@ -137,14 +130,7 @@ func TestFailedRequestCanBeSentAgain(t *testing.T) {
 	w.pm.SetFault(operatortest.Fault{})
 	msg.Header.Del(events.HeaderMsgID) // sent anew, past the duplicate window
 	w.publish(msg)
-	w.eventually(10*time.Second, "second result", func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return len(w.res[id]) == 2
-	})
-	w.mu.Lock()
-	second := w.res[id][1]
-	w.mu.Unlock()
+	second := w.nthResult(id, 2)
 	if second.Outcome != events.Succeeded || second.Attempts != 2 {
 		t.Fatalf("second: %+v", second)
 	}
