@@ -26,8 +26,20 @@ func versionsNeverGoBack(t *testing.T, applied []string, rank map[string]int) {
 
 func TestThirtyVersionsOneKeyNeverGoBack(t *testing.T) {
 	w := newWorld(t)
-	w.k8s.SetFault(operatortest.Fault{Latency: 3 * time.Millisecond})
 	w.startBridge()
+	// The operator answers after a random 0–8 ms, changing all the time.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+				w.k8s.SetFault(operatortest.Fault{Latency: time.Duration(rand.IntN(8000)) * time.Microsecond})
+			}
+		}
+	}()
 	base := time.Now().Add(-time.Minute)
 	rank := map[string]int{}
 	ids := make([]string, 30)
