@@ -140,7 +140,9 @@ func (b *Bridge) serveEnvironments(r micro.Request) {
 	list := make([]events.EnvironmentInfo, len(entries))
 	for i, e := range entries {
 		list[i] = events.EnvironmentInfo{
-			ID: e.Environment.ID, Name: e.Environment.Name, Type: string(e.Operator.Kind()),
+			// The environment's own type; with USE_MOCK its operator (and
+			// endpoint) is the mock "whatever its type" (contract §6).
+			ID: e.Environment.ID, Name: e.Environment.Name, Type: string(e.Environment.Type),
 			Endpoint: e.Endpoint, Active: e.Environment.Active, Health: b.health.last(e.Environment.ID),
 		}
 	}

@@ -140,3 +140,27 @@ func TestMicroServiceEndpoints(t *testing.T) {
 		t.Fatalf("micro ping: %v", err)
 	}
 }
+
+func TestUseMockKeepsTheEnvironmentsType(t *testing.T) {
+	w := newWorld(t)
+	w.startBridge(func(o *bridgeOpts) { o.settings.UseMock = true })
+	if r := w.result(w.deploy("env-k8s", events.DeployRequest{App: "a", Version: "v1"})); r.Outcome != events.Succeeded || r.Operator != "mock" {
+		t.Fatalf("deploy with USE_MOCK: %+v", r)
+	}
+	if n := len(w.k8s.Requests()); n != 0 {
+		t.Fatalf("USE_MOCK: the Kubernetes operator got %d calls", n)
+	}
+	reply, err := w.nc.Request("operator-bridge.environments", nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var envs []events.EnvironmentInfo
+	if err := json.Unmarshal(reply.Data, &envs); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range envs {
+		if e.ID == "env-k8s" && (e.Type != "kubernetes" || e.Endpoint != "mock") {
+			t.Fatalf("env-k8s with USE_MOCK listed as %+v, want type kubernetes on endpoint mock", e)
+		}
+	}
+}
