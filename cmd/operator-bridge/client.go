@@ -42,6 +42,29 @@ func newBridgeClient(nc *nats.Conn, who string) (*bridgeClient, error) {
 	return &bridgeClient{Client: ec, nc: nc, js: js, source: source}, nil
 }
 
+// session connects a client command to NATS and returns its bridge client
+// and the function that closes the connection.
+func (cf *clientFlags) session(name string) (*bridgeClient, func(), error) {
+	nc, err := cf.connect(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	bc, err := newBridgeClient(nc, name)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return bc, nc.Close, nil
+}
+
+// callContext bounds one call by --timeout, and ends it early when NATS
+// refuses the connection's permissions.
+func (cf *clientFlags) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancelTimeout := context.WithTimeout(ctx, cf.timeout)
+	ctx, cancelRefused := cf.untilRefused(ctx)
+	return ctx, func() { cancelRefused(); cancelTimeout() }
+}
+
 // published is a request stored by JetStream.
 type published struct {
 	ID      string `json:"request_id"`

@@ -61,19 +61,13 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 		return usageError("deploy: %v", err)
 	}
 
-	nc, err := cf.connect("deploy")
+	bc, closeSession, err := cf.session("deploy")
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	bc, err := newBridgeClient(nc, "deploy")
-	if err != nil {
-		return err
-	}
-	wctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer closeSession()
+	wctx, cancel := cf.callContext(ctx)
 	defer cancel()
-	wctx, cancelRefused := cf.untilRefused(wctx)
-	defer cancelRefused()
 	pub, res, err := bc.deploy(wctx, *env, *id, req, !*noWait)
 	p := palette{on: !cf.json && c.useColor(c.stdout)}
 	if err != nil {
@@ -197,19 +191,13 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	if *env == "" || *app == "" {
 		return usageError("status: --env and --app are required")
 	}
-	nc, err := cf.connect("status")
+	bc, closeSession, err := cf.session("status")
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	bc, err := newBridgeClient(nc, "status")
-	if err != nil {
-		return err
-	}
-	rctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer closeSession()
+	rctx, cancel := cf.callContext(ctx)
 	defer cancel()
-	rctx, cancelRefused := cf.untilRefused(rctx)
-	defer cancelRefused()
 	sr, err := bc.status(rctx, *env, *app)
 	if err != nil {
 		return cf.explain(err)
@@ -273,19 +261,13 @@ func runEnvs(ctx context.Context, c *cli, args []string) error {
 	if err := parseFlags(c, fs, envsUsage, args); err != nil {
 		return err
 	}
-	nc, err := cf.connect("envs")
+	bc, closeSession, err := cf.session("envs")
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	bc, err := newBridgeClient(nc, "envs")
-	if err != nil {
-		return err
-	}
-	rctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer closeSession()
+	rctx, cancel := cf.callContext(ctx)
 	defer cancel()
-	rctx, cancelRefused := cf.untilRefused(rctx)
-	defer cancelRefused()
 	envs, err := bc.environments(rctx)
 	if err != nil {
 		return cf.explain(err)
@@ -357,15 +339,11 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 	if len(subs) == 0 {
 		return usageError("watch: --subjects is empty")
 	}
-	nc, err := cf.connect("watch")
+	bc, closeSession, err := cf.session("watch")
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	bc, err := newBridgeClient(nc, "watch")
-	if err != nil {
-		return err
-	}
+	defer closeSession()
 	wctx, cancel := cf.untilRefused(ctx)
 	defer cancel()
 	if *dur > 0 {
