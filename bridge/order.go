@@ -100,7 +100,8 @@ type ticket struct {
 type orderBook struct {
 	kv       jetstream.KeyValue
 	owner    string        // this replica, unique per process
-	leaseTTL time.Duration // longer than one operator call
+	call     time.Duration // the longest an operator call may take
+	leaseTTL time.Duration // one call and the writes around it, with room to spare
 	linger   time.Duration // how long an idle key's lease is kept
 	now      func() time.Time
 
@@ -121,8 +122,14 @@ const maxCached = 100_000
 // defaultLinger is how long a replica keeps an idle key's lease.
 const defaultLinger = 200 * time.Millisecond
 
-func newOrderBook(kv jetstream.KeyValue, owner string, leaseTTL time.Duration) *orderBook {
-	return &orderBook{kv: kv, owner: owner, leaseTTL: leaseTTL, linger: defaultLinger, now: time.Now,
+// leaseMargin is what a lease holds beyond one operator call: the writes and
+// the result around it, and clocks that differ a little between replicas.
+const leaseMargin = 5 * time.Second
+
+// newOrderBook keeps order in kv for the replica owner, whose operator calls
+// take at most call.
+func newOrderBook(kv jetstream.KeyValue, owner string, call time.Duration) *orderBook {
+	return &orderBook{kv: kv, owner: owner, call: call, leaseTTL: call + leaseMargin, linger: defaultLinger, now: time.Now,
 		cache: make(map[string]cached), kept: make(map[string]time.Time)}
 }
 
@@ -208,7 +215,7 @@ const maxRaces = 16
 // key, and the cached applied request is the truth.
 func (o *orderBook) held(st orderState, now time.Time) bool {
 	l := st.Lease
-	return l != nil && l.Owner == o.owner && now.Add(o.leaseTTL/2).Before(l.Expires)
+	return l != nil && l.Owner == o.owner && now.Add(o.call+leaseMargin/2).Before(l.Expires)
 }
 
 // wantedByOther reports whether another replica has marked st wanted.

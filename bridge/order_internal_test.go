@@ -40,8 +40,8 @@ func TestOrderBookAcrossReplicas(t *testing.T) {
 	ctx := t.Context()
 	now := time.Now()
 	clock := func() time.Time { return now }
-	a := newOrderBook(kv, "replica-a", 10*time.Second)
-	b := newOrderBook(kv, "replica-b", 10*time.Second)
+	a := newOrderBook(kv, "replica-a", 5*time.Second)
+	b := newOrderBook(kv, "replica-b", 5*time.Second)
 	a.now, b.now = clock, clock
 	free := func(string) (func(), bool) { return func() {}, true }
 	key := orderKey("env-1", "my.app")
@@ -129,8 +129,8 @@ func TestOrderLeaseOfACrashedReplicaExpires(t *testing.T) {
 	kv := orderBucket(t)
 	ctx := t.Context()
 	now := time.Now()
-	dead := newOrderBook(kv, "dead", 5*time.Second)
-	live := newOrderBook(kv, "live", 5*time.Second)
+	dead := newOrderBook(kv, "dead", time.Second)
+	live := newOrderBook(kv, "live", time.Second)
 	dead.now = func() time.Time { return now }
 	live.now = func() time.Time { return now }
 	key := orderKey("env-1", "app")
@@ -184,7 +184,7 @@ func BenchmarkOrderStep(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ob := newOrderBook(kv, "bench", 15*time.Second)
+	ob := newOrderBook(kv, "bench", 10*time.Second)
 	base := time.Now()
 	for _, mode := range []string{"steady", "lone"} {
 		b.Run(mode, func(b *testing.B) {
@@ -205,5 +205,34 @@ func BenchmarkOrderStep(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestOrderKeptLeaseIsRenewedBeforeACallItCannotCover(t *testing.T) {
+	kv := orderBucket(t)
+	ctx := t.Context()
+	now := time.Now()
+	ob := newOrderBook(kv, "a", 4*time.Second) // lease 9 s
+	ob.now = func() time.Time { return now }
+	key := orderKey("env-1", "app")
+	t1, err := ob.Begin(ctx, key, ref{ID: "r1", Time: now, Seq: 1})
+	if err != nil || t1.verdict != proceed {
+		t.Fatalf("Begin(r1) = %+v, %v", t1, err)
+	}
+	if err := ob.Commit(ctx, t1); err != nil {
+		t.Fatal(err)
+	}
+	// 4 s later the kept lease has 5 s left: less than a call and its margin.
+	now = now.Add(4 * time.Second)
+	rev := mustRevision(t, kv, key)
+	t2, err := ob.Begin(ctx, key, ref{ID: "r2", Time: now, Seq: 2})
+	if err != nil || t2.verdict != proceed {
+		t.Fatalf("Begin(r2) = %+v, %v", t2, err)
+	}
+	if mustRevision(t, kv, key) == rev {
+		t.Fatal("a lease too short for the call was used without renewing it")
+	}
+	if got := t2.state.Lease.Expires; !got.Equal(now.Add(9 * time.Second)) {
+		t.Fatalf("renewed lease expires %v, want %v", got, now.Add(9*time.Second))
 	}
 }

@@ -103,7 +103,7 @@ func (b *Bridge) setupStreams(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("key-value bucket %s: %w", OrderBucket, err)
 	}
-	b.order = newOrderBook(kv, b.owner, b.leaseTTL())
+	b.order = newOrderBook(kv, b.owner, b.cfg.OperatorTimeout)
 	return nil
 }
 
@@ -120,10 +120,6 @@ func (b *Bridge) keepReplicas(ctx context.Context, cfg jetstream.KeyValueConfig)
 	return cfg
 }
 
-// leaseTTL outlasts one operator call and the result that follows it.
-func (b *Bridge) leaseTTL() time.Duration {
-	return b.cfg.OperatorTimeout + 5*time.Second
-}
 
 func (b *Bridge) ensureConsumer(ctx context.Context, stream string) (jetstream.Consumer, error) {
 	cfg := ConsumerConfigs(b.cfg.AckWait, b.cfg.MaxInFlight)[stream]
