@@ -19,28 +19,8 @@ NATS_PORT=${NATS_PORT:-14322}
 OP_PORT=${OP_PORT:-18381}
 HTTP_PORT=${HTTP_PORT:-18390}
 
-export PATH="$(go env GOPATH)/bin:$PATH"
-command -v nats-server >/dev/null || go install github.com/nats-io/nats-server/v2@v2.15.2
-mkdir -p bin
-go build -o bin/operator-bridge ./cmd/operator-bridge
+source bench/lib.sh
 go build -o bin/baseline ./bench/baseline
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_port() { # host:port
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "bench: nothing listens on $1" >&2; return 1
-}
 
 cpu_ticks() { # pid -> utime+stime in clock ticks
   awk '{print $14+$15}' "/proc/$1/stat"
@@ -53,9 +33,7 @@ rss_kib() { # pid -> peak resident set (VmHWM) in KiB
 pids+=($!)
 wait_port "127.0.0.1:$OP_PORT"
 
-cat >"$work/envs.json" <<JSON
-[$(for i in $(seq 0 $((ENVS-1))); do printf '%s{"id":"bench-%03d","type":"kubernetes","operator_url":"http://127.0.0.1:%s"}' "$([ $i -gt 0 ] && echo ,)" "$i" "$OP_PORT"; done)]
-JSON
+envs_file "$ENVS" "$OP_PORT" "$work/envs.json"
 
 # measure NAME CMD...: runs CMD as the system under test on a fresh
 # nats-server, drives it with a throughput run and a steady-rate run, and

@@ -8,28 +8,12 @@ MINUTES=${MINUTES:-10}
 RATE=${RATE:-2000}
 NATS_PORT=${NATS_PORT:-14522}
 OP_PORT=${OP_PORT:-18581}
-export PATH="$(go env GOPATH)/bin:$PATH"
-command -v nats-server >/dev/null || go install github.com/nats-io/nats-server/v2@v2.15.2
-mkdir -p bin
-go build -o bin/operator-bridge ./cmd/operator-bridge
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-wait_port() {
-  for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.05; done
-  echo "soak: nothing listens on $1" >&2; return 1
-}
+source bench/lib.sh
 
 nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$work/js" >"$work/nats.log" 2>&1 & pids+=($!)
 ./bin/operator-bridge fake-operator --kind kubernetes --listen "127.0.0.1:$OP_PORT" >/dev/null 2>&1 & pids+=($!)
 wait_port "127.0.0.1:$NATS_PORT"; wait_port "127.0.0.1:$OP_PORT"
-printf '[%s]' "$(for i in 0 1 2 3; do printf '%s{"id":"bench-%03d","type":"k8s","operator_url":"http://127.0.0.1:%s"}' "$([ $i -gt 0 ] && echo ,)" $i "$OP_PORT"; done)" >"$work/envs.json"
+envs_file 4 "$OP_PORT" "$work/envs.json"
 OPERATOR_BRIDGE_NATS_URL="nats://127.0.0.1:$NATS_PORT" OPERATOR_BRIDGE_ENVIRONMENTS_FILE="$work/envs.json" \
 OPERATOR_BRIDGE_HTTP_ADDR=127.0.0.1:0 OPERATOR_BRIDGE_LOG_LEVEL=warn \
   ./bin/operator-bridge serve 2>"$work/bridge.log" & bridge=$!; pids+=($bridge)

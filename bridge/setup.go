@@ -120,7 +120,6 @@ func (b *Bridge) keepReplicas(ctx context.Context, cfg jetstream.KeyValueConfig)
 	return cfg
 }
 
-
 func (b *Bridge) ensureConsumer(ctx context.Context, stream string) (jetstream.Consumer, error) {
 	cfg := ConsumerConfigs(b.cfg.AckWait, b.cfg.MaxInFlight)[stream]
 	c, err := b.js.CreateOrUpdateConsumer(ctx, stream, cfg)
