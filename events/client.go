@@ -29,6 +29,9 @@ type Client struct {
 	source  string
 	timeout time.Duration
 	enc     encoder
+	// lookupAfter is how long Deploy waits for a live result before it also
+	// looks for a stored one (5 s).
+	lookupAfter time.Duration
 
 	mu      sync.Mutex
 	closed  bool
@@ -74,9 +77,11 @@ func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
 		source:  "/operator-bridge-client/" + host,
 		timeout: 15 * time.Second,
 		enc:     defaultEncoder,
-		done:    make(chan struct{}),
-		subs:    map[string]*nats.Subscription{},
-		waiters: map[string][]chan DeployResult{},
+
+		lookupAfter: 5 * time.Second,
+		done:        make(chan struct{}),
+		subs:        map[string]*nats.Subscription{},
+		waiters:     map[string][]chan DeployResult{},
 	}
 	for _, opt := range opts {
 		opt(c)
@@ -128,7 +133,11 @@ func (c *Client) PublishDeploy(ctx context.Context, env string, req DeployReques
 // Deploy publishes a deploy request for env like PublishDeploy and waits
 // for its result: the deploy.result.<env> event whose requestid is the
 // request's id. It listens before it publishes, so the result cannot be
-// missed. A failed, rejected or superseded deploy is a result, not an
+// missed; and when the live result does not come within a few seconds (it
+// may have been published while the connection was down), or the request
+// was a duplicate of one already stored, it also reads the stored results
+// from the request's place in the stream. A failed, rejected or superseded
+// deploy is a result, not an
 // error; the error is for what kept the result from coming (publishing
 // failed, ctx done, client closed).
 func (c *Client) Deploy(ctx context.Context, env string, req DeployRequest, opts ...EventOption) (DeployResult, error) {
@@ -145,21 +154,31 @@ func (c *Client) Deploy(ctx context.Context, env string, req DeployRequest, opts
 	if err != nil {
 		return DeployResult{}, fmt.Errorf("publish %s: %w", msg.Subject, err)
 	}
+	// The stored result is the truth when the live one may have been
+	// missed: at once when the request was a duplicate (sent again within
+	// the duplicate window, JetStream kept the first copy, whose result may
+	// be stored already), and after a while otherwise (a result published
+	// while this connection was down never reaches the subscription).
+	// Either way the search starts at the request's place in the stream.
+	lookup := time.NewTimer(c.lookupAfter)
+	defer lookup.Stop()
 	if ack.Duplicate {
-		// Sent again within the duplicate window (a retry after a timeout,
-		// say): JetStream kept the first copy, whose result may be stored
-		// already. Look for it from the first copy's place in the stream on.
-		fctx, stop := context.WithCancel(ctx)
-		defer stop()
-		go c.findStored(fctx, env, id, ack.Sequence, ch)
+		lookup.Reset(0)
 	}
-	select {
-	case r := <-ch:
-		return r, nil
-	case <-ctx.Done():
-		return DeployResult{}, fmt.Errorf("deploy %s to %s: waiting for the result: %w", id, env, ctx.Err())
-	case <-c.done:
-		return DeployResult{}, fmt.Errorf("deploy %s to %s: %w", id, env, ErrClientClosed)
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	for {
+		select {
+		case r := <-ch:
+			return r, nil
+		case <-lookup.C:
+			go c.findStored(fctx, env, id, ack.Sequence, ch)
+			continue
+		case <-ctx.Done():
+			return DeployResult{}, fmt.Errorf("deploy %s to %s: waiting for the result: %w", id, env, ctx.Err())
+		case <-c.done:
+			return DeployResult{}, fmt.Errorf("deploy %s to %s: %w", id, env, ErrClientClosed)
+		}
 	}
 }
 

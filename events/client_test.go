@@ -486,3 +486,30 @@ func TestClientDeployAgainFindsTheStoredResult(t *testing.T) {
 		t.Fatalf("second answer %+v, first %+v", r2, r1)
 	}
 }
+
+func TestClientDeployFindsAResultItMissedLive(t *testing.T) {
+	url := startJetStream(t)
+	respondDeploys(t, url)
+	c := newClient(t, url)
+	c.lookupAfter = 100 * time.Millisecond
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	// The live subscription loses what comes (as while a connection is
+	// down): only the stream still has the result.
+	if err := c.listen(ctx, "env-1"); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	err := c.subs["env-1"].Unsubscribe()
+	c.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Deploy(ctx, "env-1", DeployRequest{App: "app", Version: "v7"})
+	if err != nil {
+		t.Fatalf("deploy whose live result was lost: %v", err)
+	}
+	if r.Version != "v7" || r.Outcome != Succeeded {
+		t.Fatalf("result %+v", r)
+	}
+}
