@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"sort"
 	"sync"
 	"time"
 
@@ -17,28 +16,28 @@ import (
 type healthBoard struct {
 	mu       sync.Mutex
 	env      map[string]events.Health
-	failures map[string]int  // endpoint -> consecutive failed checks
-	checking map[string]bool // endpoints with a check under way
+	failures map[operator.Operator]int  // consecutive failed checks
+	checking map[operator.Operator]bool // operators with a check under way
 }
 
 func newHealthBoard() *healthBoard {
-	return &healthBoard{env: make(map[string]events.Health), failures: make(map[string]int), checking: make(map[string]bool)}
+	return &healthBoard{env: make(map[string]events.Health), failures: make(map[operator.Operator]int), checking: make(map[operator.Operator]bool)}
 }
 
-// start marks endpoint's check as under way; false if one already is.
-func (h *healthBoard) start(endpoint string) bool {
+// start marks op's check as under way; false if one already is.
+func (h *healthBoard) start(op operator.Operator) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.checking[endpoint] {
+	if h.checking[op] {
 		return false
 	}
-	h.checking[endpoint] = true
+	h.checking[op] = true
 	return true
 }
 
-func (h *healthBoard) finish(endpoint string) {
+func (h *healthBoard) finish(op operator.Operator) {
 	h.mu.Lock()
-	delete(h.checking, endpoint)
+	delete(h.checking, op)
 	h.mu.Unlock()
 }
 
@@ -52,37 +51,10 @@ func (h *healthBoard) last(env string) *events.Health {
 	return nil
 }
 
-// endpointGroup is the environments that share one operator endpoint, and so
-// one health check.
-type endpointGroup struct {
-	endpoint string
-	op       operator.Operator
-	envs     []operator.Entry
-}
-
-func groupByEndpoint(entries []operator.Entry) []endpointGroup {
-	idx := map[string]int{}
-	var groups []endpointGroup
-	for _, e := range entries {
-		if !e.Environment.Active {
-			continue
-		}
-		i, ok := idx[e.Endpoint]
-		if !ok {
-			i = len(groups)
-			idx[e.Endpoint] = i
-			groups = append(groups, endpointGroup{endpoint: e.Endpoint, op: e.Operator})
-		}
-		groups[i].envs = append(groups[i].envs, e)
-	}
-	sort.Slice(groups, func(a, b int) bool { return groups[a].endpoint < groups[b].endpoint })
-	return groups
-}
-
-// healthLoop checks every distinct operator endpoint once per HealthInterval,
-// spreading the checks over the interval instead of firing them in a burst,
-// and publishes operator.health for each active environment after its
-// endpoint's check. A change of the environment set starts a round at once
+// healthLoop checks every distinct operator (operator.GroupByOperator: one
+// per endpoint, each mock its own) once per HealthInterval, spreading the
+// checks over the interval instead of firing them in a burst, and publishes
+// operator.health for each active environment after its operator's check. A change of the environment set starts a round at once
 // for environments not reported yet.
 func (b *Bridge) healthLoop(ctx context.Context) {
 	interval := b.cfg.HealthInterval
@@ -93,7 +65,7 @@ func (b *Bridge) healthLoop(ctx context.Context) {
 	}
 	for {
 		round := time.Now()
-		groups := groupByEndpoint(b.manager.Entries())
+		groups := operator.GroupByOperator(b.manager.Entries())
 		var checks sync.WaitGroup
 		for i, g := range groups {
 			at := round.Add(time.Duration(i) * interval / time.Duration(len(groups)))
@@ -142,49 +114,49 @@ func (b *Bridge) checkNew(ctx context.Context, wg *sync.WaitGroup) {
 			fresh = append(fresh, e)
 		}
 	}
-	for _, g := range groupByEndpoint(fresh) {
+	for _, g := range operator.GroupByOperator(fresh) {
 		wg.Go(func() { b.checkGroup(ctx, g) })
 	}
 }
 
 // checkGroup runs one health check for an endpoint and publishes the health
 // of each of its environments.
-func (b *Bridge) checkGroup(ctx context.Context, g endpointGroup) {
-	if !b.health.start(g.endpoint) {
+func (b *Bridge) checkGroup(ctx context.Context, g operator.OperatorGroup) {
+	if !b.health.start(g.Operator) {
 		return // its check is under way; it reports every environment of the endpoint it knew of
 	}
-	defer b.health.finish(g.endpoint)
+	defer b.health.finish(g.Operator)
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.OperatorTimeout)
 	start := time.Now()
-	err := g.op.HealthCheck(cctx)
+	err := g.Operator.HealthCheck(cctx)
 	cancel()
 	if ctx.Err() != nil {
 		return
 	}
 	latency := time.Since(start)
-	b.metrics.callSeconds.WithLabelValues(string(g.op.Kind()), "health").Observe(latency.Seconds())
-	b.circuits.Done(g.endpoint, err)
+	b.metrics.callSeconds.WithLabelValues(string(g.Operator.Kind()), "health").Observe(latency.Seconds())
+	b.circuits.Done(g.Endpoint, err)
 	healthy := 0.0
 	if err == nil {
 		healthy = 1
 	}
-	b.metrics.healthy.WithLabelValues(g.endpoint).Set(healthy)
+	b.metrics.healthy.WithLabelValues(g.Endpoint).Set(healthy)
 
 	b.health.mu.Lock()
 	if err == nil {
-		b.health.failures[g.endpoint] = 0
+		b.health.failures[g.Operator] = 0
 	} else {
-		b.health.failures[g.endpoint]++
+		b.health.failures[g.Operator]++
 	}
-	failures := b.health.failures[g.endpoint]
+	failures := b.health.failures[g.Operator]
 	b.health.mu.Unlock()
 
 	now := time.Now().UTC()
-	circuit := b.circuits.State(g.endpoint).String()
+	circuit := b.circuits.State(g.Endpoint).String()
 	// One check may stand for thousands of environments: their events go
 	// out together and are confirmed together.
-	futures := make([]jetstream.PubAckFuture, 0, len(g.envs))
-	for _, e := range g.envs {
+	futures := make([]jetstream.PubAckFuture, 0, len(g.Entries))
+	for _, e := range g.Entries {
 		h := events.Health{
 			Environment: e.Environment.ID, Operator: string(e.Operator.Kind()), Endpoint: e.Endpoint,
 			Healthy: err == nil, LatencyMS: latency.Milliseconds(), CheckedAt: now,

@@ -161,51 +161,67 @@ const healthConcurrency = 8
 // The results are sorted by environment ID. The caller's ctx bounds the whole
 // round; each check is also bounded by its client's timeout.
 func (m *Manager) CheckHealth(ctx context.Context) []HealthResult {
-	var entries []Entry
-	for _, e := range m.Entries() {
-		if e.Environment.Active {
-			entries = append(entries, e)
+	groups := GroupByOperator(m.Entries())
+	results := make([]HealthResult, len(groups))
+	sem := make(chan struct{}, healthConcurrency)
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			start := time.Now()
+			err := g.Operator.HealthCheck(ctx)
+			results[i] = HealthResult{Err: err, Latency: time.Since(start), CheckedAt: start}
+		})
+	}
+	wg.Wait()
+	var out []HealthResult
+	for i, g := range groups {
+		for _, e := range g.Entries {
+			r := results[i]
+			r.Entry = e
+			out = append(out, r)
 		}
 	}
-	type check struct {
-		op  Operator
-		res HealthResult
-	}
-	checks := make(map[string]*check)
-	order := make([]*check, 0, len(entries))
-	keys := make([]string, len(entries))
-	for i, e := range entries {
+	sort.Slice(out, func(a, b int) bool { return out[a].Entry.Environment.ID < out[b].Entry.Environment.ID })
+	return out
+}
+
+// OperatorGroup is the active environments that share one operator, and so
+// one health check: every environment on one HTTP endpoint, or one
+// environment's own mock.
+type OperatorGroup struct {
+	Endpoint string   // the shared endpoint ("mock" for a mock)
+	Operator Operator // the shared operator
+	Entries  []Entry
+}
+
+// GroupByOperator groups the active entries by the operator they share,
+// sorted by endpoint, then by the first environment's ID.
+func GroupByOperator(entries []Entry) []OperatorGroup {
+	idx := map[string]int{}
+	var groups []OperatorGroup
+	for _, e := range entries {
+		if !e.Environment.Active {
+			continue
+		}
 		key := string(e.Operator.Kind()) + " " + e.Endpoint
 		if e.Endpoint == "" || e.Endpoint == MockEndpoint {
 			key = "env " + e.Environment.ID // each mock is its own operator
 		}
-		keys[i] = key
-		if _, ok := checks[key]; !ok {
-			c := &check{op: e.Operator}
-			checks[key] = c
-			order = append(order, c)
+		i, ok := idx[key]
+		if !ok {
+			i = len(groups)
+			idx[key] = i
+			groups = append(groups, OperatorGroup{Endpoint: e.Endpoint, Operator: e.Operator})
 		}
+		groups[i].Entries = append(groups[i].Entries, e)
 	}
-	sem := make(chan struct{}, healthConcurrency)
-	var wg sync.WaitGroup
-	for _, c := range order {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			start := time.Now()
-			c.res.Err = c.op.HealthCheck(ctx)
-			c.res.Latency = time.Since(start)
-			c.res.CheckedAt = start
-		}()
-	}
-	wg.Wait()
-	out := make([]HealthResult, len(entries))
-	for i, e := range entries {
-		r := checks[keys[i]].res
-		r.Entry = e
-		out[i] = r
-	}
-	return out
+	sort.SliceStable(groups, func(a, b int) bool {
+		if groups[a].Endpoint != groups[b].Endpoint {
+			return groups[a].Endpoint < groups[b].Endpoint
+		}
+		return groups[a].Entries[0].Environment.ID < groups[b].Entries[0].Environment.ID
+	})
+	return groups
 }

@@ -3,6 +3,7 @@ package operator_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -223,5 +224,46 @@ func BenchmarkManagerLookup(b *testing.B) {
 			b.Fatal(err)
 		}
 		i++
+	}
+}
+
+func TestGroupByOperator(t *testing.T) {
+	up := newServer(t, operator.Kubernetes)
+	f, err := operator.NewFactory(operator.DefaultSettings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := f.Build([]operator.Environment{
+		{ID: "k8s-a", Type: operator.Kubernetes, OperatorURL: up.URL, Active: true},
+		{ID: "k8s-b", Type: operator.Kubernetes, OperatorURL: up.URL, Active: true},
+		{ID: "pm-same-url", Type: operator.Physical, OperatorURL: up.URL, Active: true},
+		{ID: "mock-a", Type: operator.Mock, Active: true},
+		{ID: "mock-b", Type: operator.Mock, Active: true},
+		{ID: "off", Type: operator.Kubernetes, OperatorURL: up.URL, Active: false},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, g := range operator.GroupByOperator(m.Entries()) {
+		ids := make([]string, len(g.Entries))
+		for i, e := range g.Entries {
+			ids[i] = e.Environment.ID
+			if e.Operator != g.Operator {
+				t.Errorf("%s in a group of another operator", e.Environment.ID)
+			}
+		}
+		got = append(got, g.Endpoint+" "+strings.Join(ids, ","))
+	}
+	// Environments on one endpoint share a check; each mock is its own
+	// operator; inactive environments are not checked.
+	want := []string{
+		up.URL + " k8s-a,k8s-b",
+		up.URL + " pm-same-url",
+		"mock mock-a",
+		"mock mock-b",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("groups (-want +got):\n%s", diff)
 	}
 }
