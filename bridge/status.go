@@ -64,7 +64,8 @@ func (b *Bridge) handleStatusQuery(ctx context.Context, m jetstream.Msg) {
 func (b *Bridge) status(ctx context.Context, env events.Envelope, q events.StatusQuery, decodeErr error) events.StatusResult {
 	res := events.StatusResult{
 		RequestID: env.ID, Environment: env.Environment, App: q.App,
-		Status: events.AppStatus{App: q.App, Versions: []events.VersionStatus{}},
+		// Degraded until the operator answers.
+		Status: appStatus(operator.DegradedStatus(q.App)),
 	}
 	degrade := func(err error) events.StatusResult {
 		res.Degraded = true
