@@ -111,7 +111,7 @@ type checker struct {
 	byID       map[string][]int     // request id → its message indexes
 	byVersion  map[[3]string]string // env, app, version → request id
 	resultsOf  map[int][]ResultMsg  // request message index → its results
-	received   map[string]bool      // request id → an operator received it
+	received   map[string][]string  // request id → the answers to its applies ("200", "no answer")
 	accepted   map[string]bool      // request id → an operator accepted it
 	refused    map[string]bool      // request id → an operator answered 409
 }
@@ -174,7 +174,7 @@ func (c *checker) results() {
 
 // applies checks the order of what the operators accepted, per key.
 func (c *checker) applies() {
-	c.received, c.accepted, c.refused = map[string]bool{}, map[string]bool{}, map[string]bool{}
+	c.received, c.accepted, c.refused = map[string][]string{}, map[string]bool{}, map[string]bool{}
 	type accept struct {
 		Apply
 		id   string
@@ -192,7 +192,11 @@ func (c *checker) applies() {
 				Detail: fmt.Sprintf("apply of version %s matches no stored request", a.Version)})
 			continue
 		}
-		c.received[id] = true
+		answer := "no answer"
+		if a.Status != 0 {
+			answer = fmt.Sprint(a.Status)
+		}
+		c.received[id] = append(c.received[id], answer)
 		if a.Status == 409 {
 			c.refused[id] = true
 		}
@@ -271,11 +275,11 @@ func (c *checker) lies() {
 			case r.Outcome == string(events.Succeeded) && !c.accepted[req.ID]:
 				c.add(Violation{Kind: Lie, Key: req.Key(), RequestID: req.ID, At: req.Stored,
 					Detail: fmt.Sprintf("result %s says succeeded (%q) but the operator never accepted the request", r.ID, r.Message)})
-			case r.Outcome == string(events.Superseded) && strings.Contains(msg, "not sent") && c.received[req.ID] && len(c.byID[req.ID]) == 1:
+			case r.Outcome == string(events.Superseded) && strings.Contains(msg, "not sent") && len(c.received[req.ID]) > 0 && len(c.byID[req.ID]) == 1:
 				// Only for requests stored once: a replay of a request that was
 				// sent is truthfully "not sent" itself.
 				c.add(Violation{Kind: Lie, Key: req.Key(), RequestID: req.ID, At: req.Stored,
-					Detail: fmt.Sprintf("result %s says %q but the operator received the request", r.ID, r.Message)})
+					Detail: fmt.Sprintf("result %s says %q but the operator received the request (answered %s)", r.ID, r.Message, strings.Join(c.received[req.ID], ", "))})
 			case strings.Contains(msg, "refused") && strings.Contains(msg, "stale") && !c.refused[req.ID]:
 				c.add(Violation{Kind: Lie, Key: req.Key(), RequestID: req.ID, At: req.Stored,
 					Detail: fmt.Sprintf("result %s says %q but the operator never answered 409 to the request", r.ID, r.Message)})
