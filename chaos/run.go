@@ -27,15 +27,15 @@ type Config struct {
 	// Duration is how long the faults go on: one phase per fault kind, then
 	// mixed phases until Duration has passed [3m].
 	Duration time.Duration
-	Seed     int64 // random choices [the time]
-	Replicas int   // bridge processes [2]
+	Seed     int64   // random choices [the time]
+	Replicas int     // bridge processes [2]
 	Rate     float64 // requests a second [15]
 	// Burst is how many requests are published at once (half on one hot
 	// key) just before each fault, so that many are in flight when it hits
 	// [200].
 	Burst int
 	Envs  int // environments, each with its own fake operator [4]
-	Apps     int // apps per environment [4]
+	Apps  int // apps per environment [4]
 	// OperatorTimeout is the replicas' OPERATOR_TIMEOUT [2s].
 	OperatorTimeout time.Duration
 	// RetryWindow is the replicas' RETRY_WINDOW [60s].
