@@ -381,10 +381,10 @@ func runPhases(ctx context.Context, cfg Config, rig *Rig, rng *rand.Rand, burst 
 	}
 	for n := 1; ctx.Err() == nil; n++ {
 		left := cfg.Duration - time.Since(start)
-		if left < 20*time.Second && n > 1 {
+		if left < 30*time.Second && n > 1 {
 			break
 		}
-		length := min(max(left, 20*time.Second), 60*time.Second)
+		length := min(max(left, 30*time.Second), 60*time.Second)
 		phase(fmt.Sprintf("mixed-%d", n), func() {
 			var wg sync.WaitGroup
 			end := time.Now().Add(length - 15*time.Second) // the longest fault ends by the phase's end
