@@ -28,7 +28,7 @@ e2e: build
 CHAOS_SHORT_DURATION ?= 1m
 chaos-short:
 	$(GO) vet -tags chaos ./chaos/
-	CHAOS_DURATION=$(CHAOS_SHORT_DURATION) $(GO) test -tags chaos -count=1 -run '^TestChaos$$' -timeout 20m -v ./chaos/
+	CHAOS_DURATION=$(CHAOS_SHORT_DURATION) $(GO) test -tags chaos -count=1 -run '^(TestChaos|TestClusterLeaderComesBack)$$' -timeout 20m -v ./chaos/
 
 ## chaos: the fault suite for longer (CHAOS_DURATION, default 10m; the run bounds itself to that plus 10 minutes).
 CHAOS_DURATION ?= 10m
