@@ -36,6 +36,9 @@ const (
 	// UnknownApply: an operator received an apply that matches no stored
 	// request.
 	UnknownApply ViolationKind = "unknown apply"
+	// BadHeader: an apply's Boreas-Request-Id or Boreas-Request-Time does
+	// not match the request it applies.
+	BadHeader ViolationKind = "bad fencing header"
 	// Unacked: the deploy consumer still had messages pending or
 	// unacknowledged once the run settled, or its state could not be read.
 	Unacked ViolationKind = "unacked"
@@ -197,6 +200,15 @@ func (c *checker) applies() {
 			answer = fmt.Sprint(a.Status)
 		}
 		c.received[id] = append(c.received[id], answer)
+		req := c.h.Requests[idx[0]]
+		if a.RequestID != "" && (req.Version != a.Version || req.App != a.App || req.Env != a.Env) {
+			c.add(Violation{Kind: BadHeader, Key: a.Key(), RequestID: id, At: a.Arrived,
+				Detail: fmt.Sprintf("apply of version %s carries the id of request %s, whose version is %s", a.Version, id, req.Version)})
+		}
+		if !a.RequestTime.IsZero() && !a.RequestTime.Equal(req.Time) {
+			c.add(Violation{Kind: BadHeader, Key: a.Key(), RequestID: id, At: a.Arrived,
+				Detail: fmt.Sprintf("apply carries Boreas-Request-Time %s, the request's time is %s", a.RequestTime.UTC().Format(time.RFC3339Nano), req.Time.UTC().Format(time.RFC3339Nano))})
+		}
 		if a.Status == 409 {
 			c.refused[id] = true
 		}
@@ -204,7 +216,7 @@ func (c *checker) applies() {
 			continue
 		}
 		c.accepted[id] = true
-		byKey[a.Key()] = append(byKey[a.Key()], accept{a, id, c.h.Requests[idx[0]].Time})
+		byKey[a.Key()] = append(byKey[a.Key()], accept{a, id, req.Time})
 	}
 
 	newest := c.newestSucceeded()

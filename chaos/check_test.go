@@ -107,6 +107,12 @@ func TestCheck(t *testing.T) {
 			h.Applies = nil
 			h.Results[0].Outcome = string(events.Failed)
 		}, map[ViolationKind]int{Lie: 1, FinalState: 1}},
+		{"fencing headers that match", func(h *History) {
+			h.Applies[0].RequestTime = at(900)
+			h.Applies[1].RequestID, h.Applies[1].RequestTime = "r2", at(2000).In(time.FixedZone("X", 3600))
+		}, nil},
+		{"request id header of another request", func(h *History) { h.Applies[1].RequestID = "r1" }, map[ViolationKind]int{BadHeader: 1, FinalState: 1, Lie: 1}},
+		{"request time header wrong", func(h *History) { h.Applies[0].RequestTime = at(901) }, map[ViolationKind]int{BadHeader: 1}},
 		{"messages left unacknowledged", func(h *History) { h.Consumer.NumAckPending = 3 }, map[ViolationKind]int{Unacked: 1}},
 		{"messages left undelivered", func(h *History) { h.Consumer.NumPending = 1 }, map[ViolationKind]int{Unacked: 1}},
 		{"consumer unreadable", func(h *History) { h.Consumer.Read = false }, map[ViolationKind]int{Unacked: 1}},

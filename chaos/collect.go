@@ -92,7 +92,7 @@ func Applies(env string, srv *operatortest.Server) []Apply {
 		json.Unmarshal(r.Body, &body)
 		out = append(out, Apply{
 			Env: env, App: body.App, Version: body.Version,
-			RequestID: r.RequestID, Fence: r.Fence,
+			RequestID: r.RequestID, RequestTime: r.RequestTime, Fence: r.Fence,
 			Arrived: r.Time, Decided: r.Decided, Accepted: r.Accepted, Status: r.StatusCode,
 		})
 	}

@@ -37,15 +37,16 @@ type ResultMsg struct {
 
 // Apply is one apply call a fake operator received.
 type Apply struct {
-	Env       string    // the environment whose operator received it
-	App       string    // from the body
-	Version   string    // from the body
-	RequestID string    // Boreas-Request-Id, "" when not sent
-	Fence     uint64    // Boreas-Fence, 0 when not sent
-	Arrived   time.Time // when it arrived
-	Decided   time.Time // when the operator applied or refused it; zero if never
-	Accepted  bool      // the operator applied it
-	Status    int       // HTTP status answered, 0 when none
+	Env         string    // the environment whose operator received it
+	App         string    // from the body
+	Version     string    // from the body
+	RequestID   string    // Boreas-Request-Id, "" when not sent
+	RequestTime time.Time // Boreas-Request-Time, zero when not sent
+	Fence       uint64    // Boreas-Fence, 0 when not sent
+	Arrived     time.Time // when it arrived
+	Decided     time.Time // when the operator applied or refused it; zero if never
+	Accepted    bool      // the operator applied it
+	Status      int       // HTTP status answered, 0 when none
 }
 
 // Key is the apply's order key.
