@@ -169,7 +169,10 @@ func TestCheckNamesTheCulprits(t *testing.T) {
 func TestFigures(t *testing.T) {
 	h := cleanHistory()
 	h.Phases = []Phase{{Name: "kill", Start: t0, End: at(2500)}, {Name: "stall", Start: at(2500), End: at(10_000)}}
-	h.Faults = append(h.Faults, FaultWindow{Kind: "stall", Target: "replica-2", Start: at(2600), End: at(3000)})
+	h.Faults[0].Replica = "replica-1"
+	h.Faults = append(h.Faults, FaultWindow{Kind: "stall", Target: "replica-2", Replica: "replica-2", Start: at(2600), End: at(3000)})
+	h.Results[0].Source = events.SourceFor("replica-2")
+	h.Results[1].Source = events.SourceFor("replica-1")
 	h.Results = slices.Delete(h.Results, 2, 3) // r3, stored during the stall, never answered
 	f := Check(h)
 	got := f.Figures()
@@ -183,8 +186,8 @@ func TestFigures(t *testing.T) {
 		rows = append(rows, row{p.Phase.Name, p.Requests, p.Results, p.Missing, p.Duplicates, p.Order, p.Lies, p.Late, p.FirstResult, p.Backlog})
 	}
 	want := []row{
-		{"kill", 2, 2, 0, 0, 0, 0, 0, 200 * time.Millisecond, 200 * time.Millisecond}, // r1 stored in the fault, answered 200ms after it
-		{"stall", 1, 0, 1, 0, 0, 0, 0, -1, 0},                                         // no result after 3000; nothing stored during it
+		{"kill", 2, 2, 0, 0, 0, 0, 0, 1200 * time.Millisecond, 200 * time.Millisecond}, // replica-1's next result at 2200; r1, stored in the fault, answered 200ms after it
+		{"stall", 1, 0, 1, 0, 0, 0, 0, -1, 0},                                          // no result after 3000; nothing stored during it
 		{"all", 3, 2, 1, 0, 0, 0, 0, -1, 200 * time.Millisecond},
 	}
 	if diff := cmp.Diff(want, rows); diff != "" {

@@ -65,7 +65,7 @@ func resultOf(m jetstream.Msg, meta *jetstream.MsgMetadata) ResultMsg {
 	r := ResultMsg{Seq: meta.Sequence.Stream, Stored: meta.Timestamp}
 	r.Env, _ = events.EnvironmentFromSubject(m.Subject())
 	e, data, err := events.DecodeDeployResult(m.Headers(), m.Data())
-	r.ID = e.ID()
+	r.ID, r.Source = e.ID(), e.Source()
 	if v, ok := e.Extensions()[events.ExtRequestID].(string); ok {
 		r.RequestID = v
 	}

@@ -118,7 +118,7 @@ func replicaFault(do func(context.Context, *Rig, *Replica, *rand.Rand) (time.Tim
 		defer r.replicaMu[i].Unlock()
 		rep := r.Replicas[i]
 		start, err := do(ctx, r, rep, rng)
-		w := FaultWindow{Target: rep.Name, Start: start, End: time.Now()}
+		w := FaultWindow{Target: rep.Name, Replica: rep.Name, Start: start, End: time.Now()}
 		if err != nil {
 			return w, true, fmt.Errorf("replica %s: %w", rep.Name, err)
 		}
@@ -162,7 +162,7 @@ func proxyFault(set func(*Proxy, *rand.Rand) (string, func()), hold time.Duratio
 		start := time.Now()
 		sleep(ctx, hold)
 		heal()
-		return FaultWindow{Target: r.Replicas[i].Name + "'s NATS connection" + what, Start: start, End: time.Now()}, true, nil
+		return FaultWindow{Target: r.Replicas[i].Name + "'s NATS connection" + what, Replica: r.Replicas[i].Name, Start: start, End: time.Now()}, true, nil
 	}
 }
 
@@ -182,7 +182,7 @@ func operatorFault(fault func(*Rig, *rand.Rand) (string, operatortest.Fault), ho
 		start := time.Now()
 		sleep(ctx, hold)
 		srv.SetFault(operatortest.Fault{})
-		return FaultWindow{Target: env + "'s operator" + what, Start: start, End: time.Now()}, true, nil
+		return FaultWindow{Target: env + "'s operator" + what, Env: env, Start: start, End: time.Now()}, true, nil
 	}
 }
 

@@ -29,6 +29,7 @@ type ResultMsg struct {
 	ID        string    // CloudEvent id
 	RequestID string    // the requestid extension
 	Env       string    // environment (from the subject)
+	Source    string    // CloudEvent source: the replica that published it
 	Stored    time.Time // when JetStream stored it
 	Outcome   string    // succeeded, failed, rejected, superseded
 	Message   string    // the result's message
@@ -54,10 +55,14 @@ func (a Apply) Key() Key { return Key{a.Env, a.App} }
 
 // FaultWindow is one fault injected during the run.
 type FaultWindow struct {
-	Kind   string    // one of FaultKinds
-	Target string    // which replica, node or environment
-	Start  time.Time // when it was injected
-	End    time.Time // when it was healed
+	Kind   string // one of FaultKinds
+	Target string // which replica, node or environment, in words
+	// Replica and Env name the replica or the environment a fault hit, ""
+	// when it hit all (a NATS node); recovery is measured on their results.
+	Replica string
+	Env     string
+	Start   time.Time // when it was injected
+	End     time.Time // when it was healed
 }
 
 // Phase is a stretch of the run: one fault alone, or faults mixed.
