@@ -291,7 +291,7 @@ func (c *checker) lies() {
 				// Only for requests stored once: a replay of a request that was
 				// sent is truthfully "not sent" itself.
 				c.add(Violation{Kind: Lie, Key: req.Key(), RequestID: req.ID, At: req.Stored,
-					Detail: fmt.Sprintf("result %s says %q but the operator received the request (answered %s)", r.ID, r.Message, strings.Join(c.received[req.ID], ", "))})
+					Detail: fmt.Sprintf("result %s says %q but the operator received the request (its answers: %s)", r.ID, r.Message, strings.Join(c.received[req.ID], ", "))})
 			case strings.Contains(msg, "refused") && strings.Contains(msg, "stale") && !c.refused[req.ID]:
 				c.add(Violation{Kind: Lie, Key: req.Key(), RequestID: req.ID, At: req.Stored,
 					Detail: fmt.Sprintf("result %s says %q but the operator never answered 409 to the request", r.ID, r.Message)})

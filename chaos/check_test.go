@@ -161,7 +161,7 @@ func TestCheckNamesTheCulprits(t *testing.T) {
 		Apply{Env: "e", App: "a", Version: "v3", RequestID: "r3", Arrived: at(3020), Status: 502},
 		Apply{Env: "e", App: "a", Version: "v3", RequestID: "r3", Arrived: at(3040)})
 	f = Check(h)
-	if len(f.Violations) != 1 || !strings.Contains(f.Violations[0].String(), "operator received the request (answered 502, no answer)") {
+	if len(f.Violations) != 1 || !strings.Contains(f.Violations[0].String(), "operator received the request (its answers: 502, no answer)") {
 		t.Errorf("violations %v, want one lie quoting the operator's answers", f.Violations)
 	}
 }

@@ -304,9 +304,16 @@ func Run(ctx context.Context, cfg Config) (History, error) {
 		h.Shutdowns = append(h.Shutdowns, Shutdown{Replica: rep.Name, Took: took, InGrace: ok})
 	}
 	stopped = true
-	reqs, res, err := ReadDeploy(ctx, js)
-	if err != nil {
-		return h, errors.Join(runErr, fmt.Errorf("read the DEPLOY stream: %w", err))
+	var reqs []RequestMsg
+	var res []ResultMsg
+	for try := 1; ; try++ { // a read can fail while the cluster settles
+		if reqs, res, err = ReadDeploy(ctx, js); err == nil {
+			break
+		}
+		if try == 10 || ctx.Err() != nil {
+			return h, errors.Join(runErr, fmt.Errorf("read the DEPLOY stream: %w", err))
+		}
+		sleep(ctx, 2*time.Second)
 	}
 	h.Requests, h.Results = reqs, res
 	for _, env := range rig.Envs {
