@@ -88,13 +88,18 @@ type Shutdown struct {
 
 // History is everything the checker looks at.
 type History struct {
-	Seed        int64
-	Requests    []RequestMsg
-	Results     []ResultMsg
-	Applies     []Apply
-	Faults      []FaultWindow
-	Phases      []Phase
-	Consumer    ConsumerState
+	Seed     int64
+	Requests []RequestMsg
+	Results  []ResultMsg
+	Applies  []Apply
+	Faults   []FaultWindow
+	Phases   []Phase
+	Consumer ConsumerState
+	// Settled says whether, once the load stopped and the faults were
+	// healed, every request got its result and the consumer drained, within
+	// the retry window and slack; SettleTook is how long the wait was.
+	Settled     bool
+	SettleTook  time.Duration
 	Shutdowns   []Shutdown
 	RetryWindow time.Duration // the bridge's RETRY_WINDOW
 	Slack       time.Duration // allowed on top of the retry window

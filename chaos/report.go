@@ -152,6 +152,11 @@ func (f Findings) Report(w io.Writer, title string) error {
 			recoveryText(p.FirstResult, len(p.Faults)), recoveryText(p.Backlog, len(p.Faults)))
 	}
 	b.WriteString("\n")
+	if h.Settled {
+		fmt.Fprintf(&b, "Settled %.1f s after the load stopped: every request answered, the consumer drained.\n", h.SettleTook.Seconds())
+	} else {
+		fmt.Fprintf(&b, "Not settled %.1f s after the load stopped (retry window + slack).\n", h.SettleTook.Seconds())
+	}
 	switch cs := h.Consumer; {
 	case !cs.Read:
 		b.WriteString("Deploy consumer at the end: could not be read.\n")

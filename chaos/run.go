@@ -286,6 +286,7 @@ func Run(ctx context.Context, cfg Config) (History, error) {
 			cs := consumerState(ctx, js)
 			logf("chaos: settling: %d of %d request messages without a result; consumer: %d unacknowledged, %d not delivered", left, len(reqs), cs.NumAckPending, cs.NumPending)
 			if left == 0 && cs.Read && cs.NumAckPending == 0 && cs.NumPending == 0 {
+				h.Settled = true
 				break
 			}
 		} else {
@@ -296,6 +297,7 @@ func Run(ctx context.Context, cfg Config) (History, error) {
 		}
 		sleep(ctx, 3*time.Second)
 	}
+	h.SettleTook = time.Since(lastPublish)
 	h.Consumer = consumerState(ctx, js)
 
 	// Stop the replicas, then read everything.
