@@ -313,8 +313,15 @@ func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handle
 		recreate := b.watchConsumer(stop, cons, signal)
 		select {
 		case <-stop.Done():
+			// Drain hands what the client buffered to the handler (which
+			// naks it, stopping); a connection that is down cannot drain,
+			// so it is bounded by the grace.
 			cc.Drain()
-			<-cc.Closed()
+			select {
+			case <-cc.Closed():
+			case <-time.After(b.cfg.ShutdownGrace):
+				cc.Stop()
+			}
 			recreate()
 			return
 		case <-lost:

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/boreas/operator-bridge/events"
 	"github.com/boreas/operator-bridge/natsembed"
 )
 
@@ -370,5 +371,16 @@ func BenchmarkOrderStep(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// Idle keys' order state is bounded by a TTL that still covers every request
+// the DEPLOY stream can replay.
+func TestOrderStateOutlivesTheDeployStream(t *testing.T) {
+	cfg := OrderBucketConfig()
+	for _, sc := range events.StreamConfigs() {
+		if sc.Name == events.StreamDeploy && (cfg.TTL == 0 || cfg.TTL <= sc.MaxAge) {
+			t.Fatalf("order state TTL %v does not outlast DEPLOY's max age %v", cfg.TTL, sc.MaxAge)
+		}
 	}
 }

@@ -157,3 +157,33 @@ func TestStaleApplyRefusedByAFencingOperatorIsSuperseded(t *testing.T) {
 		t.Fatalf("message does not say the operator refused it: %q", r.Message)
 	}
 }
+
+// A request that never reached its operator within the retry window says
+// what held it and how often the operator was called, instead of reporting
+// an operator failure.
+func TestWindowSpentWaitingSaysWhatHeldIt(t *testing.T) {
+	w := newWorld(t)
+	r := w.startBridge(func(o *bridgeOpts) { o.cfg.RetryWindow = 2 * time.Second })
+	_ = r
+	kv, err := w.js.KeyValue(t.Context(), bridge.OrderBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another replica holds the key's lease and never lets go.
+	if _, err := kv.Put(t.Context(), "env-pm.held", []byte(`{"lease":{"owner":"ghost","ttl_ms":3600000}}`)); err != nil {
+		t.Fatal(err)
+	}
+	id := w.deploy("env-pm", events.DeployRequest{App: "held", Version: "v1"})
+	res := w.result(id)
+	if res.Outcome != events.Failed || res.Attempts != 0 || res.Error == nil || !res.Error.Retryable {
+		t.Fatalf("result: %+v", res)
+	}
+	for _, want := range []string{"retry window of 2s spent waiting on another replica", "after 0 operator calls"} {
+		if !strings.Contains(res.Message, want) {
+			t.Fatalf("message %q does not say %q", res.Message, want)
+		}
+	}
+	if got := w.pm.Applied("held"); len(got) != 0 {
+		t.Fatalf("applied while another replica held the key: %v", got)
+	}
+}
