@@ -656,7 +656,6 @@ func TestBridgeRunsAsBridgeUser(t *testing.T) {
 	}
 	b, err := newBridge(br.nc, bridge.Config{
 		Instance:           "natsconfig-test",
-		ManageStreams:      true,
 		EnvironmentsFile:   envFile,
 		EnvironmentsBucket: "environments",
 		HealthInterval:     time.Hour,
