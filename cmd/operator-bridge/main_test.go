@@ -196,6 +196,9 @@ func TestServeAndClientCommands(t *testing.T) {
 `)
 	s := startServe(t, map[string]string{"USE_MOCK": "true", "ENVIRONMENTS_FILE": envFile})
 	nats := "--nats=" + s.natsURL
+	if strings.Contains(s.stderr.String(), "no environments") {
+		t.Errorf("serve with two environments warned of none:\n%s", s.stderr.String())
+	}
 
 	t.Run("http", func(t *testing.T) {
 		for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
@@ -693,7 +696,12 @@ func TestServeStopsOnCancel(t *testing.T) {
 	if code, _ := httpGet("http://" + httpAddr + "/healthz"); code != 0 {
 		t.Errorf("/healthz still answers %d after run returned", code)
 	}
-	wantContains(t, "log", stderr.String(), `"msg":"operator-bridge stopped"`)
+	wantContains(t, "log", stderr.String(), `"msg":"operator-bridge stopped"`, `"grace":"15s"`)
+	// Started with no environments at all: one warning saying where they come from.
+	if n := strings.Count(stderr.String(), `"msg":"no environments`); n != 1 {
+		t.Errorf("%d warnings about no environments, want 1\n%s", n, stderr.String())
+	}
+	wantContains(t, "log", stderr.String(), "OPERATOR_BRIDGE_ENVIRONMENTS_FILE", `"environments_bucket":"environments"`)
 }
 
 func TestDemoRunsUntilCancelled(t *testing.T) {
