@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// The order step keeps contract §3 across replicas and restarts. Its state is
+// The order step keeps docs/contract.md's order rules across replicas and restarts. Its state is
 // one key per environment and app in the key-value bucket OrderBucket:
 //
 //	{"applied": {id, time, seq}, "lease": {owner, expires, ...}, "tries": {id, n}, "wanted": {owner, until}}

@@ -56,8 +56,8 @@ func TestCheckLinks(t *testing.T) {
 		}, "\n"), nil},
 		{"missing file", "[x](missing.md)", []string{
 			`docs/page.md:1: link "missing.md": docs/missing.md does not exist`}},
-		{"leaves the repository", "see [the contract](../../shared/CONTRACT.md)", []string{
-			`docs/page.md:1: link "../../shared/CONTRACT.md" leaves the repository`}},
+		{"leaves the repository", "see [the contract](../../elsewhere/SPEC.md)", []string{
+			`docs/page.md:1: link "../../elsewhere/SPEC.md" leaves the repository`}},
 		{"missing anchor", "[x](contract.md#deploy-progress)", []string{
 			`docs/page.md:1: link "contract.md#deploy-progress": docs/contract.md has no heading "deploy-progress"`}},
 		{"missing local anchor", "# Page\n\n[x](#nowhere)", []string{

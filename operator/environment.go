@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Environment maps an environment ID to an operator (contract §6).
+// Environment maps an environment ID to an operator (docs/operators.md, Environments).
 type Environment struct {
 	ID          string `json:"id"`           // 1–64 chars of A-Z a-z 0-9 _ -
 	Name        string `json:"name"`         // for people

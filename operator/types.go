@@ -12,7 +12,7 @@ type Deployment struct {
 	Package json.RawMessage `json:"package,omitempty"`
 }
 
-// ApplyRequest is the body of an apply call (contract §5).
+// ApplyRequest is the body of an apply call (docs/operators.md, HTTP API).
 type ApplyRequest struct {
 	App         string       `json:"app"`
 	Version     string       `json:"version"`
@@ -52,7 +52,7 @@ type Status struct {
 }
 
 // DegradedStatus is the status reported for app when its operator cannot be
-// asked: health level 0 and no versions (contract §3, status results with
+// asked: health level 0 and no versions (docs/contract.md, status results with
 // degraded: true).
 func DegradedStatus(app string) Status {
 	return Status{App: app, Healthy: Health{Level: 0}, Versions: []VersionStatus{}}

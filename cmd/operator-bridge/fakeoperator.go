@@ -16,8 +16,8 @@ import (
 
 const fakeOperatorUsage = `Usage: operator-bridge fake-operator --kind kubernetes|physical [--listen ADDR] [faults]
 
-Runs a fake Kubernetes or physical-machine operator (the HTTP API of contract
-§5) that keeps the applied deployments in memory, logs each request to
+Runs a fake Kubernetes or physical-machine operator (the HTTP API of
+docs/operators.md) that keeps the applied deployments in memory, logs each request to
 stderr and misbehaves on request. It stops on SIGINT or SIGTERM.
 `
 
