@@ -380,7 +380,7 @@ func (b *Bridge) isStopping() bool {
 	}
 }
 
-// startService registers the operator-bridge micro service (contract §4).
+// startService registers the operator-bridge micro service (docs/contract.md, Request/reply).
 func (b *Bridge) startService(ctx context.Context) (micro.Service, error) {
 	svc, err := micro.AddService(b.nc, micro.Config{
 		Name:        ServiceName,

@@ -17,7 +17,7 @@ const (
 	StatusConsumer = "operator-bridge-status"
 	// OrderBucket holds the per environment-and-app order state.
 	OrderBucket = "operator-bridge-order"
-	// ServiceName is the NATS micro service of contract §4.
+	// ServiceName is the NATS micro service of docs/contract.md, Request/reply.
 	ServiceName = "operator-bridge"
 )
 

@@ -60,7 +60,7 @@ func OrderBucketConfig() jetstream.KeyValueConfig {
 	}
 }
 
-// EnvironmentsBucketConfig is the bucket of environments (contract §6).
+// EnvironmentsBucketConfig is the bucket of environments (docs/operators.md, Environments).
 func EnvironmentsBucketConfig(name string) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:      name,

@@ -157,7 +157,7 @@ func (b *Bridge) serveEnvironments(r micro.Request) {
 	for i, e := range entries {
 		list[i] = events.EnvironmentInfo{
 			// The environment's own type; with USE_MOCK its operator (and
-			// endpoint) is the mock "whatever its type" (contract §6).
+			// endpoint) is the mock "whatever its type" (docs/operators.md).
 			ID: e.Environment.ID, Name: e.Environment.Name, Type: string(e.Environment.Type),
 			Endpoint: e.Endpoint, Active: !e.Environment.Inactive, Health: b.health.last(e.Environment.ID),
 		}

@@ -1,5 +1,5 @@
 // Package operator is the HTTP contract between the bridge and the
-// deployment operators (contract §5–§7): the clients of the Kubernetes and
+// deployment operators (docs/operators.md, docs/configuration.md): the clients of the Kubernetes and
 // physical-machine operators, the in-process mock operator, the environments
 // that map an environment ID to an operator, and the operator settings.
 //

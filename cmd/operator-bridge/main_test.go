@@ -425,7 +425,7 @@ func TestDemoOnce(t *testing.T) {
 	}
 }
 
-// contractVariables are the variables of CONTRACT.md §7.
+// contractVariables are the variables of docs/configuration.md.
 var contractVariables = []string{
 	"NATS_URL", "EMBEDDED_NATS_LISTEN", "EMBEDDED_NATS_DIR",
 	"NATS_CREDS", "NATS_NKEY", "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN",
