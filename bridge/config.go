@@ -61,6 +61,11 @@ type Config struct {
 
 	// HTTPAddr serves /healthz, /readyz and /metrics; empty serves nothing.
 	HTTPAddr string
+	// PProf also serves Go's profiles under /debug/pprof/ on HTTPAddr.
+	PProf bool
+	// ReadyNote is a line /readyz adds to its answer, ready or not (serve
+	// says there that NATS is its embedded server).
+	ReadyNote string
 	// Gatherer serves /metrics (default: the Registerer when it is a
 	// *prometheus.Registry).
 	Gatherer prometheus.Gatherer
