@@ -38,6 +38,7 @@ type Bridge struct {
 	metrics *metrics
 	source  string
 	owner   string // unique per process: lease owner
+	inbox   string // where other replicas forward requests (ForwardPrefix + a token)
 
 	manager  *operator.Manager
 	envs     *envSources
@@ -87,6 +88,7 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 		metrics:  m,
 		source:   events.SourceFor(cfg.Instance),
 		owner:    cfg.Instance + "-" + hex.EncodeToString(nonce),
+		inbox:    ForwardPrefix + hex.EncodeToString(nonce),
 		manager:  operator.NewManager(),
 		envs:     newEnvSources(),
 		keys:     newKeyQueues(keyQueueLen, 4*cfg.MaxInFlight),
@@ -172,6 +174,16 @@ func (b *Bridge) Run(ctx context.Context) error {
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
+	stopForwards, err := b.listen(work, b.inbox)
+	if err != nil {
+		_ = svc.Stop()
+		if srv != nil {
+			_ = srv.Close()
+			serving.Wait()
+		}
+		return err
+	}
+
 	// The keeper outlives the consumers: it reports in-flight messages in
 	// progress until they finish, frees idle keys' order leases after their
 	// linger, and all of them once the work is done.
@@ -206,6 +218,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	<-ctx.Done()
 	close(b.stopping)
 	b.log.Info("bridge stopping", "grace", b.cfg.ShutdownGrace)
+	stopForwards() // nothing forwarded starts now
 	loops.Wait() // consumers drained: nothing new starts
 
 	done := make(chan struct{})

@@ -112,6 +112,7 @@ func (b *Bridge) setupStreams(ctx context.Context) error {
 		return fmt.Errorf("key-value bucket %s: %w", OrderBucket, err)
 	}
 	b.order = newOrderBook(kv, b.owner, b.cfg.OperatorTimeout)
+	b.order.forward = b.inbox
 	return nil
 }
 
