@@ -219,7 +219,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	close(b.stopping)
 	b.log.Info("bridge stopping", "grace", b.cfg.ShutdownGrace)
 	stopForwards() // nothing forwarded starts now
-	loops.Wait() // consumers drained: nothing new starts
+	loops.Wait()   // consumers drained: nothing new starts
 
 	done := make(chan struct{})
 	go func() { b.workers.Wait(); close(done) }()
