@@ -41,6 +41,38 @@ func (h *healthBoard) finish(op operator.Operator) {
 	h.mu.Unlock()
 }
 
+// count records the outcome of op's check and returns its run of failed
+// checks.
+func (h *healthBoard) count(op operator.Operator, passed bool) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if passed {
+		h.failures[op] = 0
+	} else {
+		h.failures[op]++
+	}
+	return h.failures[op]
+}
+
+// changed reports whether health differs from the last one stored for its
+// environment (the first one always does).
+func (h *healthBoard) changed(health events.Health) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	prev, seen := h.env[health.Environment]
+	return !seen || prev.Healthy != health.Healthy
+}
+
+// record keeps health, stored, as its environment's last; it reports
+// whether the health changed.
+func (h *healthBoard) record(health events.Health) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	prev, seen := h.env[health.Environment]
+	h.env[health.Environment] = health
+	return !seen || prev.Healthy != health.Healthy
+}
+
 // last returns env's last health data, or nil before its first check.
 func (h *healthBoard) last(env string) *events.Health {
 	h.mu.Lock()
@@ -142,20 +174,19 @@ func (b *Bridge) checkGroup(ctx context.Context, g operator.OperatorGroup) {
 	}
 	b.metrics.healthy.WithLabelValues(g.Endpoint).Set(healthy)
 
-	b.health.mu.Lock()
-	if err == nil {
-		b.health.failures[g.Operator] = 0
-	} else {
-		b.health.failures[g.Operator]++
-	}
-	failures := b.health.failures[g.Operator]
-	b.health.mu.Unlock()
+	failures := b.health.count(g.Operator, err == nil)
 
 	now := time.Now().UTC()
 	circuit := b.circuits.State(g.Endpoint).String()
 	// One check may stand for thousands of environments: their events go
-	// out together and are confirmed together.
-	futures := make([]jetstream.PubAckFuture, 0, len(g.Entries))
+	// out together and are confirmed together. An event's health counts as
+	// known only once it is stored: one that is not is published again at
+	// the next check, and still says changed.
+	type sent struct {
+		h events.Health
+		f jetstream.PubAckFuture
+	}
+	pending := make([]sent, 0, len(g.Entries))
 	for _, e := range g.Entries {
 		h := events.Health{
 			Environment: e.Environment.ID, Operator: string(e.Operator.Kind()), Endpoint: e.Endpoint,
@@ -165,15 +196,7 @@ func (b *Bridge) checkGroup(ctx context.Context, g operator.OperatorGroup) {
 		if err != nil {
 			h.Error = err.Error()
 		}
-		b.health.mu.Lock()
-		prev, seen := b.health.env[e.Environment.ID]
-		h.Changed = !seen || prev.Healthy != h.Healthy
-		b.health.env[e.Environment.ID] = h
-		b.health.mu.Unlock()
-		if h.Changed {
-			b.log.Info("operator health changed", "environment", h.Environment, "endpoint", h.Endpoint,
-				"healthy", h.Healthy, "error", h.Error)
-		}
+		h.Changed = b.health.changed(h)
 		msg, merr := events.NewHealth(b.source, h)
 		if merr != nil {
 			b.log.Error("encode health", "environment", h.Environment, "err", merr)
@@ -184,15 +207,32 @@ func (b *Bridge) checkGroup(ctx context.Context, g operator.OperatorGroup) {
 			b.log.Warn("health not stored", "environment", h.Environment, "err", perr)
 			continue
 		}
-		futures = append(futures, f)
+		pending = append(pending, sent{h, f})
 	}
-	for _, f := range futures {
+	wait := min(b.cfg.HealthInterval, healthStoreWait)
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for i, p := range pending {
 		select {
-		case <-f.Ok():
-		case perr := <-f.Err():
-			b.log.Warn("health not stored", "subject", f.Msg().Subject, "err", perr)
+		case <-p.f.Ok():
+			if b.health.record(p.h) {
+				b.log.Info("operator health changed", "environment", p.h.Environment, "endpoint", p.h.Endpoint,
+					"healthy", p.h.Healthy, "error", p.h.Error)
+			}
+		case perr := <-p.f.Err():
+			b.log.Warn("health not stored", "environment", p.h.Environment, "err", perr)
+		case <-deadline.C:
+			b.log.Warn("health not stored: no acknowledgement", "endpoint", g.Endpoint,
+				"environments", len(pending)-i, "waited", wait)
+			return
 		case <-ctx.Done():
 			return
 		}
 	}
 }
+
+// healthStoreWait bounds the wait for a check's events to be stored (or the
+// health interval, when shorter); what is not confirmed by then is sent
+// again at the next check. Without it, a publish that no stream answers
+// while someone listens live would hold the health loop for good.
+const healthStoreWait = 10 * time.Second

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/boreas/operator-bridge/bridge"
 	"github.com/boreas/operator-bridge/events"
@@ -182,5 +183,71 @@ func TestBucketEnvironmentsAtStart(t *testing.T) {
 	r := w.startBridge()
 	if _, err := r.b.Manager().Lookup("env-early"); err != nil {
 		t.Fatalf("env-early not loaded at start: %v", err)
+	}
+}
+
+// storedHealth reads env's health events stored in HEALTH, oldest first.
+func (w *world) storedHealth(env string) []events.Health {
+	w.t.Helper()
+	ctx := w.t.Context()
+	cons, err := w.js.OrderedConsumer(ctx, events.StreamHealth, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"operator.health." + env}})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var out []events.Health
+	for range ci.NumPending {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			w.t.Fatalf("reading stored health: %v", err)
+		}
+		_, h, err := events.DecodeHealth(m.Headers(), m.Data())
+		if err != nil {
+			w.t.Fatalf("stored health: %v", err)
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// A health event that could not be stored is published again at the next
+// check, still saying the health changed: no change is lost.
+func TestHealthChangeNotStoredIsSentAgain(t *testing.T) {
+	w := newWorld(t)
+	h := w.watchHealth()
+	w.startBridge(func(o *bridgeOpts) { o.cfg.HealthInterval = 200 * time.Millisecond })
+	w.eventually(10*time.Second, "a stored healthy event of env-k8s", func() bool {
+		s := w.storedHealth("env-k8s")
+		return len(s) > 0 && s[0].Healthy
+	})
+	// HEALTH goes away: the bridge's events reach live subscribers, but
+	// nothing stores them.
+	if err := w.js.DeleteStream(t.Context(), events.StreamHealth); err != nil {
+		t.Fatal(err)
+	}
+	seen := len(h.of("env-k8s"))
+	w.k8s.SetFault(operatortest.Fault{HealthDown: true})
+	w.eventually(10*time.Second, "an unhealthy event, not stored", func() bool {
+		evs := h.of("env-k8s")
+		for _, e := range evs[seen:] {
+			if !e.Healthy {
+				return true
+			}
+		}
+		return false
+	})
+	for _, sc := range events.StreamConfigs() {
+		if sc.Name == events.StreamHealth {
+			if _, err := w.js.CreateStream(t.Context(), sc); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	w.eventually(10*time.Second, "a stored unhealthy event of env-k8s", func() bool { return len(w.storedHealth("env-k8s")) > 0 })
+	if got := w.storedHealth("env-k8s")[0]; got.Healthy || !got.Changed {
+		t.Fatalf("first stored event after the failed publish = %+v, want unhealthy and changed", got)
 	}
 }
