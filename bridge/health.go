@@ -84,10 +84,12 @@ func (h *healthBoard) last(env string) *events.Health {
 }
 
 // healthLoop checks every distinct operator (operator.GroupByOperator: one
-// per endpoint, each mock its own) once per HealthInterval, spreading the
-// checks over the interval instead of firing them in a burst, and publishes
-// operator.health for each active environment after its operator's check. A change of the environment set starts a round at once
-// for environments not reported yet.
+// per endpoint, each mock its own) once per HealthInterval, and publishes
+// operator.health for each active environment after its operator's check.
+// The first round checks every endpoint at once, so that health is known
+// within one check's time of the start; later rounds spread the checks over
+// the interval instead of firing them in a burst. A change of the
+// environment set starts a check at once for environments not reported yet.
 func (b *Bridge) healthLoop(ctx context.Context) {
 	interval := b.cfg.HealthInterval
 	// The first round covers the environments loaded at start.
@@ -95,12 +97,15 @@ func (b *Bridge) healthLoop(ctx context.Context) {
 	case <-b.envs.changed:
 	default:
 	}
-	for {
+	for first := true; ; first = false {
 		round := time.Now()
 		groups := operator.GroupByOperator(b.manager.Entries())
 		var checks sync.WaitGroup
 		for i, g := range groups {
-			at := round.Add(time.Duration(i) * interval / time.Duration(len(groups)))
+			at := round // the first round checks every endpoint at once: health is known soon after start
+			if !first {
+				at = round.Add(time.Duration(i) * interval / time.Duration(len(groups)))
+			}
 			if !b.waitUntil(ctx, at, func() { b.checkNew(ctx, &checks) }) {
 				checks.Wait()
 				return

@@ -186,6 +186,22 @@ func TestBucketEnvironmentsAtStart(t *testing.T) {
 	}
 }
 
+// Health is known soon after start, whatever the interval: the first round
+// checks every endpoint at once.
+func TestHealthKnownAtStart(t *testing.T) {
+	w := newWorld(t)
+	h := w.watchHealth()
+	w.startBridge(func(o *bridgeOpts) { o.cfg.HealthInterval = time.Hour })
+	w.eventually(10*time.Second, "health of every active environment", func() bool {
+		for _, env := range []string{"env-k8s", "env-k8s-2", "env-pm", "env-mock"} {
+			if len(h.of(env)) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // storedHealth reads env's health events stored in HEALTH, oldest first.
 func (w *world) storedHealth(env string) []events.Health {
 	w.t.Helper()
