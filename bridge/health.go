@@ -172,7 +172,7 @@ func (b *Bridge) checkGroup(ctx context.Context, g operator.OperatorGroup) {
 	}
 	latency := time.Since(start)
 	b.metrics.callSeconds.WithLabelValues(string(g.Operator.Kind()), "health").Observe(latency.Seconds())
-	b.circuits.Done(g.Endpoint, err)
+	b.circuits.Checked(g.Endpoint, err)
 	healthy := 0.0
 	if err == nil {
 		healthy = 1

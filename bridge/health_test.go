@@ -87,12 +87,16 @@ func TestHealthEvents(t *testing.T) {
 		if !e.Healthy && (e.Error == "" || e.ConsecutiveFailures < 1) {
 			t.Fatalf("unhealthy event without error or count: %+v", e)
 		}
+		// One failed check opens the endpoint's circuit.
+		if !e.Healthy && e.Circuit != "open" {
+			t.Fatalf("unhealthy event with the circuit %q, want open: %+v", e.Circuit, e)
+		}
 	}
 	w.k8s.SetFault(operatortest.Fault{})
 	w.eventually(5*time.Second, "healthy again", func() bool {
 		evs := h.of("env-k8s")
 		last := evs[len(evs)-1]
-		return last.Healthy && last.ConsecutiveFailures == 0
+		return last.Healthy && last.ConsecutiveFailures == 0 && last.Circuit == "closed"
 	})
 
 	// The last health of each environment is in the environments reply and
