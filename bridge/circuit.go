@@ -164,6 +164,20 @@ func (c *circuits) Cancel(endpoint string) {
 	c.mu.Unlock()
 }
 
+// forget drops the circuits of the endpoints not in use and returns them.
+func (c *circuits) forget(inUse map[string]bool) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var gone []string
+	for ep := range c.m {
+		if !inUse[ep] {
+			delete(c.m, ep)
+			gone = append(gone, ep)
+		}
+	}
+	return gone
+}
+
 // State reports the circuit state of endpoint.
 func (c *circuits) State(endpoint string) circuitState {
 	c.mu.Lock()

@@ -13,15 +13,21 @@ import (
 
 // healthBoard remembers each environment's last health event and each
 // endpoint's run of failed checks.
+//
+// It holds only what the current environments use: forgetGone drops the
+// rest when environments go away, and a check that ends after its
+// environments went away records nothing.
 type healthBoard struct {
 	mu       sync.Mutex
 	env      map[string]events.Health
 	failures map[operator.Operator]int  // consecutive failed checks
 	checking map[operator.Operator]bool // operators with a check under way
+	gauged   map[string]bool            // endpoints with an operator_healthy series
 }
 
 func newHealthBoard() *healthBoard {
-	return &healthBoard{env: make(map[string]events.Health), failures: make(map[operator.Operator]int), checking: make(map[operator.Operator]bool)}
+	return &healthBoard{env: make(map[string]events.Health), failures: make(map[operator.Operator]int),
+		checking: make(map[operator.Operator]bool), gauged: make(map[string]bool)}
 }
 
 // start marks op's check as under way; false if one already is.
@@ -41,35 +47,12 @@ func (h *healthBoard) finish(op operator.Operator) {
 	h.mu.Unlock()
 }
 
-// count records the outcome of op's check and returns its run of failed
-// checks.
-func (h *healthBoard) count(op operator.Operator, passed bool) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if passed {
-		h.failures[op] = 0
-	} else {
-		h.failures[op]++
-	}
-	return h.failures[op]
-}
-
 // changed reports whether health differs from the last one stored for its
 // environment (the first one always does).
 func (h *healthBoard) changed(health events.Health) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	prev, seen := h.env[health.Environment]
-	return !seen || prev.Healthy != health.Healthy
-}
-
-// record keeps health, stored, as its environment's last; it reports
-// whether the health changed.
-func (h *healthBoard) record(health events.Health) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	prev, seen := h.env[health.Environment]
-	h.env[health.Environment] = health
 	return !seen || prev.Healthy != health.Healthy
 }
 
@@ -172,14 +155,10 @@ func (b *Bridge) checkGroup(ctx context.Context, g operator.OperatorGroup) {
 	}
 	latency := time.Since(start)
 	b.metrics.callSeconds.WithLabelValues(string(g.Operator.Kind()), "health").Observe(latency.Seconds())
-	b.circuits.Checked(g.Endpoint, err)
-	healthy := 0.0
-	if err == nil {
-		healthy = 1
+	entries, failures := b.noteCheck(g, err)
+	if len(entries) == 0 {
+		return // its environments went away meanwhile
 	}
-	b.metrics.healthy.WithLabelValues(g.Endpoint).Set(healthy)
-
-	failures := b.health.count(g.Operator, err == nil)
 
 	now := time.Now().UTC()
 	circuit := b.circuits.State(g.Endpoint).String()
@@ -191,8 +170,8 @@ func (b *Bridge) checkGroup(ctx context.Context, g operator.OperatorGroup) {
 		h events.Health
 		f jetstream.PubAckFuture
 	}
-	pending := make([]sent, 0, len(g.Entries))
-	for _, e := range g.Entries {
+	pending := make([]sent, 0, len(entries))
+	for _, e := range entries {
 		h := events.Health{
 			Environment: e.Environment.ID, Operator: string(e.Operator.Kind()), Endpoint: e.Endpoint,
 			Healthy: err == nil, LatencyMS: latency.Milliseconds(), CheckedAt: now,
@@ -220,7 +199,7 @@ func (b *Bridge) checkGroup(ctx context.Context, g operator.OperatorGroup) {
 	for i, p := range pending {
 		select {
 		case <-p.f.Ok():
-			if b.health.record(p.h) {
+			if b.recordHealth(p.h) {
 				b.log.Info("operator health changed", "environment", p.h.Environment, "endpoint", p.h.Endpoint,
 					"healthy", p.h.Healthy, "error", p.h.Error)
 			}
@@ -241,3 +220,92 @@ func (b *Bridge) checkGroup(ctx context.Context, g operator.OperatorGroup) {
 // again at the next check. Without it, a publish that no stream answers
 // while someone listens live would hold the health loop for good.
 const healthStoreWait = 10 * time.Second
+
+// current reports whether e is still the active entry of its environment.
+func (b *Bridge) current(e operator.Entry) bool {
+	cur, err := b.manager.Lookup(e.Environment.ID)
+	return err == nil && cur.Operator == e.Operator
+}
+
+// noteCheck records the outcome of g's health check (circuit, gauge, run of
+// failures) for the entries of g that are still current, and returns them
+// with the run of failures. Holding the board's lock, it cannot bring back
+// what forgetGone drops.
+func (b *Bridge) noteCheck(g operator.OperatorGroup, err error) ([]operator.Entry, int) {
+	h := b.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var entries []operator.Entry
+	for _, e := range g.Entries {
+		if b.current(e) {
+			entries = append(entries, e)
+		}
+	}
+	if len(entries) == 0 {
+		return nil, 0
+	}
+	b.circuits.Checked(g.Endpoint, err)
+	healthy := 0.0
+	if err == nil {
+		healthy = 1
+	}
+	b.metrics.healthy.WithLabelValues(g.Endpoint).Set(healthy)
+	h.gauged[g.Endpoint] = true
+	if err == nil {
+		h.failures[g.Operator] = 0
+	} else {
+		h.failures[g.Operator]++
+	}
+	return entries, h.failures[g.Operator]
+}
+
+// recordHealth keeps health, stored, as its environment's last, unless the
+// environment went away meanwhile; it reports whether the health changed.
+func (b *Bridge) recordHealth(health events.Health) bool {
+	h := b.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, err := b.manager.Lookup(health.Environment); err != nil {
+		return false
+	}
+	prev, seen := h.env[health.Environment]
+	h.env[health.Environment] = health
+	return !seen || prev.Healthy != health.Healthy
+}
+
+// forgetGone drops the last health of environments that are gone or
+// inactive, and the failure counts, circuits and per-endpoint series of
+// operators and endpoints that no active environment uses any more. An
+// environment that comes back starts afresh: its first event says changed.
+func (b *Bridge) forgetGone() {
+	envs := map[string]bool{}
+	ops := map[operator.Operator]bool{}
+	endpoints := map[string]bool{}
+	for _, e := range b.manager.Entries() {
+		if e.Environment.Active {
+			envs[e.Environment.ID], ops[e.Operator], endpoints[e.Endpoint] = true, true, true
+		}
+	}
+	h := b.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id := range h.env {
+		if !envs[id] {
+			delete(h.env, id)
+		}
+	}
+	for op := range h.failures {
+		if !ops[op] {
+			delete(h.failures, op)
+		}
+	}
+	for ep := range h.gauged {
+		if !endpoints[ep] {
+			delete(h.gauged, ep)
+			b.metrics.healthy.DeleteLabelValues(ep)
+		}
+	}
+	for _, ep := range b.circuits.forget(endpoints) {
+		b.metrics.circuit.DeleteLabelValues(ep)
+	}
+}

@@ -8,9 +8,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/boreas/operator-bridge/bridge"
 	"github.com/boreas/operator-bridge/events"
+	"github.com/boreas/operator-bridge/operator"
 	"github.com/boreas/operator-bridge/operator/operatortest"
 )
 
@@ -269,5 +271,89 @@ func TestHealthChangeNotStoredIsSentAgain(t *testing.T) {
 	w.eventually(10*time.Second, "a stored unhealthy event of env-k8s", func() bool { return len(w.storedHealth("env-k8s")) > 0 })
 	if got := w.storedHealth("env-k8s")[0]; got.Healthy || !got.Changed {
 		t.Fatalf("first stored event after the failed publish = %+v, want unhealthy and changed", got)
+	}
+}
+
+// gaugeOf reports the value of a per-endpoint gauge, and whether the series
+// exists.
+func gaugeOf(t *testing.T, reg *prometheus.Registry, name, endpoint string) (float64, bool) {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "endpoint" && l.GetValue() == endpoint {
+					return m.GetGauge().GetValue(), true
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+// When an environment goes away, so do its health, and the circuit and the
+// series of an endpoint no environment uses any more; one that comes back
+// starts afresh.
+func TestRemovedEnvironmentsAreForgotten(t *testing.T) {
+	w := newWorld(t)
+	h := w.watchHealth()
+	reg := prometheus.NewRegistry()
+	w.startBridge(func(o *bridgeOpts) {
+		o.cfg.HealthInterval = 200 * time.Millisecond
+		o.cfg.Registerer = reg
+	})
+	extra := operatortest.NewServer(operator.Physical)
+	t.Cleanup(extra.Close)
+	extra.SetFault(operatortest.Fault{HealthDown: true})
+	kv, err := w.js.KeyValue(t.Context(), "environments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := []byte(`{"id":"env-gone","type":"pm","operator_url":"` + extra.URL + `"}`)
+	if _, err := kv.Put(t.Context(), "env-gone", entry); err != nil {
+		t.Fatal(err)
+	}
+	const healthy, circuit = "operator_bridge_operator_healthy", "operator_bridge_circuit_state"
+	w.eventually(10*time.Second, "env-gone unhealthy, its endpoint's circuit open", func() bool {
+		hv, hok := gaugeOf(t, reg, healthy, extra.URL)
+		cv, cok := gaugeOf(t, reg, circuit, extra.URL)
+		return len(h.of("env-gone")) > 0 && hok && hv == 0 && cok && cv == 1
+	})
+
+	if err := kv.Delete(t.Context(), "env-gone"); err != nil {
+		t.Fatal(err)
+	}
+	w.eventually(10*time.Second, "the series of env-gone's endpoint gone", func() bool {
+		_, hok := gaugeOf(t, reg, healthy, extra.URL)
+		_, cok := gaugeOf(t, reg, circuit, extra.URL)
+		return !hok && !cok
+	})
+	// Endpoints still in use keep theirs.
+	if _, ok := gaugeOf(t, reg, healthy, w.k8s.URL); !ok {
+		t.Fatal("the series of an endpoint still in use went away")
+	}
+
+	back := time.Now()
+	if _, err := kv.Put(t.Context(), "env-gone", entry); err != nil {
+		t.Fatal(err)
+	}
+	var first events.Health
+	w.eventually(10*time.Second, "env-gone's health after it came back", func() bool {
+		for _, e := range h.of("env-gone") {
+			if e.CheckedAt.After(back) {
+				first = e
+				return true
+			}
+		}
+		return false
+	})
+	if first.Healthy || !first.Changed {
+		t.Fatalf("first health after coming back = %+v, want unhealthy and changed", first)
 	}
 }
