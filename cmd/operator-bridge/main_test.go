@@ -433,7 +433,7 @@ var contractVariables = []string{
 	"K8S_OPERATOR_URL", "PM_OPERATOR_URL", "USE_MOCK", "OPERATOR_TOKEN", "OPERATOR_TLS_CA",
 	"ENVIRONMENTS_FILE", "ENVIRONMENTS_BUCKET", "MANAGE_STREAMS",
 	"OPERATOR_TIMEOUT", "RETRY_WINDOW", "HEALTH_INTERVAL", "MAX_IN_FLIGHT", "HTTP_ADDR",
-	"LOG_LEVEL", "LOG_FORMAT", "INSTANCE",
+	"LOG_LEVEL", "LOG_FORMAT", "INSTANCE", "REPLICAS",
 }
 
 func TestHelp(t *testing.T) {
@@ -474,6 +474,8 @@ func TestBadConfiguration(t *testing.T) {
 		{"log format", map[string]string{"LOG_FORMAT": "xml"}, nil, "LOG_FORMAT"},
 		{"log level", map[string]string{"LOG_LEVEL": "loud"}, nil, "LOG_LEVEL"},
 		{"max in flight", map[string]string{"MAX_IN_FLIGHT": "0"}, nil, "MAX_IN_FLIGHT"},
+		{"no replicas", map[string]string{"REPLICAS": "0"}, nil, "REPLICAS=0: want 1 to 5"},
+		{"too many replicas", map[string]string{"REPLICAS": "7"}, nil, "REPLICAS=7: want 1 to 5"},
 		{"negative timeout", map[string]string{"OPERATOR_TIMEOUT": "-1s"}, nil, "OPERATOR_TIMEOUT"},
 		{"operator url", map[string]string{"K8S_OPERATOR_URL": "ftp://nowhere"}, nil, "K8S_OPERATOR_URL"},
 		{"alias", map[string]string{"MASTER_OPERATOR_USE_MOCK": "perhaps"}, nil, "MASTER_OPERATOR_USE_MOCK"},

@@ -121,6 +121,7 @@ func serve(ctx context.Context, cfg serveConfig, settings operator.Settings, log
 		Instance:           cfg.Instance,
 		Version:            semver(version),
 		ExternalStreams:    !cfg.ManageStreams,
+		Replicas:           cfg.Replicas,
 		EnvironmentsFile:   cfg.EnvironmentsFile,
 		EnvironmentsBucket: cfg.EnvironmentsBucket,
 		OperatorTimeout:    cfg.OperatorTimeout,
