@@ -164,7 +164,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		ln, err := net.Listen("tcp", b.cfg.HTTPAddr)
 		if err != nil {
 			_ = svc.Stop()
-			return fmt.Errorf("http %s: %w", b.cfg.HTTPAddr, err)
+			return fmt.Errorf("ops HTTP address (Config.HTTPAddr) %s: %w", b.cfg.HTTPAddr, err)
 		}
 		srv = &http.Server{Handler: b.opsHandler(), ReadHeaderTimeout: 5 * time.Second}
 		serving.Go(func() { _ = srv.Serve(ln) })

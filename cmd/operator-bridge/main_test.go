@@ -788,3 +788,43 @@ func TestHelpTexts(t *testing.T) {
 		t.Errorf("watch --from is labelled a duration:\n%s", r.stdout)
 	}
 }
+
+// An address in use names the variable or flag that chose it and a way out.
+func TestAddressInUse(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want []string
+	}{
+		{"ops HTTP", map[string]string{"HTTP_ADDR": addr}, []string{"serve"},
+			[]string{"OPERATOR_BRIDGE_HTTP_ADDR=" + addr, "address already in use", "OPERATOR_BRIDGE_HTTP_ADDR=127.0.0.1:8091", "set it empty"}},
+		{"embedded NATS", map[string]string{"EMBEDDED_NATS_LISTEN": addr}, []string{"serve"},
+			[]string{"OPERATOR_BRIDGE_EMBEDDED_NATS_LISTEN=" + addr, "address already in use", "OPERATOR_BRIDGE_EMBEDDED_NATS_LISTEN=127.0.0.1:4333", "OPERATOR_BRIDGE_NATS_URL=nats://" + addr}},
+		{"fake operator", nil, []string{"fake-operator", "--kind", "k8s", "--listen", addr},
+			[]string{"--listen " + addr, "address already in use", "--listen 127.0.0.1:8083"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			t.Setenv(envPrefix+"EMBEDDED_NATS_DIR", t.TempDir())
+			t.Setenv(envPrefix+"EMBEDDED_NATS_LISTEN", testAddr(t))
+			t.Setenv(envPrefix+"HTTP_ADDR", testAddr(t))
+			for k, v := range tt.env {
+				t.Setenv(envPrefix+k, v)
+			}
+			r := runCmd(t, tt.args...)
+			wantCode(t, r, exitFailed)
+			wantContains(t, "stderr", r.stderr, tt.want...)
+			if strings.Contains(r.stderr, "embedded NATS server started") {
+				t.Errorf("the embedded NATS server started before the addresses were checked:\n%s", r.stderr)
+			}
+		})
+	}
+}
