@@ -589,14 +589,17 @@ func TestFakeOperator(t *testing.T) {
 	var stderr lockedBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"fake-operator", "--kind", "pm", "--listen", addr, "--fail-times", "1", "--token", "tok"}, os.Getenv, io.Discard, &stderr)
+		done <- run(ctx, []string{"fake-operator", "--kind", "pm", "--listen", addr, "--fail-times", "1", "--token", "tok", "--fencing"}, os.Getenv, io.Discard, &stderr)
 	}()
+	fence := "5"
 	post := func(token string) int {
 		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/deploy",
 			strings.NewReader(`{"app":"a","version":"v1","deployments":[{"version":"v1","percent":1}]}`))
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
+		req.Header.Set("Boreas-Fence", fence)
+		req.Header.Set("Boreas-Request-Id", "req-"+fence)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return 0
@@ -617,6 +620,10 @@ func TestFakeOperator(t *testing.T) {
 	if got := post("tok"); got != http.StatusOK {
 		t.Errorf("second apply: %d, want 200", got)
 	}
+	fence = "4"
+	if got := post("tok"); got != http.StatusConflict {
+		t.Errorf("apply with an older fence: %d, want 409 (--fencing)", got)
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -626,10 +633,11 @@ func TestFakeOperator(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("fake-operator did not stop")
 	}
-	wantContains(t, "fake-operator log", stderr.String(), "/api/deploy", "503", "token required")
+	wantContains(t, "fake-operator log", stderr.String(), "/api/deploy", "503", "token required", "409", "req-4", "fencing")
 	if strings.Contains(stderr.String(), `"tok"`) {
 		t.Error("fake-operator logged its token")
 	}
+	wantContains(t, "fake-operator --help", runCmd(t, "fake-operator", "--help").stdout, "--fencing", "409 Conflict", "Boreas-Fence")
 	if r := runCmd(t, "fake-operator", "--kind", "mock"); r.code != 2 {
 		t.Errorf("--kind mock: exit %d, want 2", r.code)
 	}
