@@ -10,7 +10,7 @@
 //
 // # Acknowledgement rules
 //
-// One function, [decide], turns what happened to a message into what is done
+// One function, decide, turns what happened to a message into what is done
 // with it:
 //
 //   - a result was stored (its publish acknowledged by JetStream): Ack;

@@ -111,7 +111,7 @@ func TestRedeliveryAfterTheDuplicateWindowStoresNoSecondResult(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // past the duplicate window
 
 	w.startBridge(func(o *bridgeOpts) {
-		o.cfg.ManageStreams = false
+		o.cfg.ExternalStreams = true
 		o.cfg.AckWait = ackWait
 	})
 	w.eventually(20*time.Second, "the redelivery acknowledged", func() bool {

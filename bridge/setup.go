@@ -74,7 +74,7 @@ func EnvironmentsBucketConfig(name string) jetstream.KeyValueConfig {
 // bucket, or, when the bridge does not manage them, checks they exist.
 func (b *Bridge) setupStreams(ctx context.Context) error {
 	for _, sc := range events.StreamConfigs() {
-		if b.cfg.ManageStreams {
+		if !b.cfg.ExternalStreams {
 			// An update keeps the replica count the operators chose (say 3 on
 			// a cluster); the contract's definition leaves it open.
 			if s, err := b.js.Stream(ctx, sc.Name); err == nil {
@@ -94,7 +94,7 @@ func (b *Bridge) setupStreams(ctx context.Context) error {
 	}
 	if name := b.cfg.EnvironmentsBucket; name != "" {
 		var err error
-		if b.cfg.ManageStreams {
+		if !b.cfg.ExternalStreams {
 			b.envKV, err = b.js.CreateOrUpdateKeyValue(ctx, b.keepReplicas(ctx, EnvironmentsBucketConfig(name)))
 		} else {
 			b.envKV, err = b.js.KeyValue(ctx, name)

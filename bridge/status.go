@@ -159,7 +159,7 @@ func (b *Bridge) serveEnvironments(r micro.Request) {
 			// The environment's own type; with USE_MOCK its operator (and
 			// endpoint) is the mock "whatever its type" (docs/operators.md).
 			ID: e.Environment.ID, Name: e.Environment.Name, Type: string(e.Environment.Type),
-			Endpoint: e.Endpoint, Active: e.Environment.Active, Health: b.health.last(e.Environment.ID),
+			Endpoint: e.Endpoint, Active: !e.Environment.Inactive, Health: b.health.last(e.Environment.ID),
 		}
 	}
 	data, err := json.Marshal(list)

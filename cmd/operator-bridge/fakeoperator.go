@@ -20,8 +20,7 @@ Runs a fake Kubernetes or physical-machine operator (the HTTP API of
 docs/operators.md) that keeps the applied deployments in memory, logs each
 request to stderr and misbehaves on request. With --fencing it supports
 fencing: it answers 409 Conflict to an apply whose Boreas-Fence header is
-lower than the highest it accepted for that app. It stops on SIGINT or
-SIGTERM.
+lower than the highest it accepted for that app. It stops on SIGINT or SIGTERM.
 `
 
 func runFakeOperator(ctx context.Context, c *cli, args []string) error {

@@ -120,7 +120,7 @@ func serve(ctx context.Context, cfg serveConfig, settings operator.Settings, log
 	b, err := bridge.New(nc, factory, bridge.Config{
 		Instance:           cfg.Instance,
 		Version:            semver(version),
-		ManageStreams:      cfg.ManageStreams,
+		ExternalStreams:    !cfg.ManageStreams,
 		EnvironmentsFile:   cfg.EnvironmentsFile,
 		EnvironmentsBucket: cfg.EnvironmentsBucket,
 		OperatorTimeout:    cfg.OperatorTimeout,
