@@ -536,7 +536,7 @@ func TestClientTLSWithCAFile(t *testing.T) {
 	if err := os.WriteFile(ca, srv.CertificatePEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := operator.Environment{ID: "env-tls", Type: operator.Kubernetes, OperatorURL: srv.URL, Active: true}
+	env := operator.Environment{ID: "env-tls", Type: operator.Kubernetes, OperatorURL: srv.URL}
 
 	t.Run("trusted through OPERATOR_TLS_CA", func(t *testing.T) {
 		t.Setenv("OPERATOR_BRIDGE_OPERATOR_TLS_CA", ca)

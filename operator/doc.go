@@ -1,5 +1,5 @@
 // Package operator is the HTTP contract between the bridge and the
-// deployment operators (contract §5–§7): the clients of the Kubernetes and
+// deployment operators (docs/operators.md, docs/configuration.md): the clients of the Kubernetes and
 // physical-machine operators, the in-process mock operator, the environments
 // that map an environment ID to an operator, and the operator settings.
 //
@@ -29,9 +29,10 @@
 //   - Settings are read from OPERATOR_BRIDGE_* variables by LoadSettings,
 //     which also accepts the original MASTER_OPERATOR_K8S_OPERATOR_URL,
 //     MASTER_OPERATOR_PM_OPERATOR_URL and MASTER_OPERATOR_USE_MOCK.
-//   - Factory makes each environment's operator (New, the seed's
-//     CreateOperatorFromEnvironment; NewByType, its CreateOperatorByType) and
-//     a whole Manager (Build, its InitializeOperators). It keeps one Client,
+//   - Factory makes each environment's operator (New, which the original
+//     operator client called CreateOperatorFromEnvironment; NewByType, its
+//     CreateOperatorByType) and a whole Manager (Build, its
+//     InitializeOperators). It keeps one Client,
 //     with its pool of keep-alive connections, per kind and endpoint, shared
 //     by every environment there, and one MockClient per environment. USE_MOCK
 //     is applied there and nowhere else.
@@ -43,6 +44,8 @@
 //   - Metrics: an Observer (ClientOptions.Observer, WithObserver) is told
 //     about every call with its duration, HTTP status and error. The package
 //     never logs; it returns errors.
+//   - Fake operators over real HTTP, for tests, are in the operatortest
+//     package below this one.
 //
 // # Fencing
 //
@@ -65,8 +68,6 @@
 // own message when it gave one. Operators that ignore the headers keep
 // working as before. MockClient, and operatortest's fake operators with
 // SetFencing(true), support fencing; ParseFencing reads the headers.
-//
-// Package operatortest provides fake operators over real HTTP for tests.
 //
 // # Adding an operator type
 //

@@ -16,8 +16,9 @@ type Deployment struct {
 	Package json.RawMessage `json:"package,omitempty"`
 }
 
-// ApplyRequest is an apply call: its JSON body (contract §5) and its
-// fencing, which travels in headers (see FencingHeaders) and not in the body.
+// ApplyRequest is an apply call: its JSON body (docs/operators.md, HTTP API)
+// and its fencing, which travels in headers (see FencingHeaders) and not in
+// the body.
 type ApplyRequest struct {
 	App         string       `json:"app"`
 	Version     string       `json:"version"`
@@ -37,7 +38,7 @@ type ApplyRequest struct {
 	Fence uint64 `json:"-"`
 }
 
-// The fencing headers of an apply call (contract §5).
+// The fencing headers of an apply call (docs/operators.md, Fencing).
 const (
 	HeaderRequestID   = "Boreas-Request-Id"
 	HeaderRequestTime = "Boreas-Request-Time"
@@ -123,7 +124,7 @@ type Status struct {
 }
 
 // DegradedStatus is the status reported for app when its operator cannot be
-// asked: health level 0 and no versions (contract §3, status results with
+// asked: health level 0 and no versions (docs/contract.md, status results with
 // degraded: true).
 func DegradedStatus(app string) Status {
 	return Status{App: app, Healthy: Health{Level: 0}, Versions: []VersionStatus{}}

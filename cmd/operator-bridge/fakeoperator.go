@@ -16,11 +16,11 @@ import (
 
 const fakeOperatorUsage = `Usage: operator-bridge fake-operator --kind kubernetes|physical [--listen ADDR] [faults]
 
-Runs a fake Kubernetes or physical-machine operator (the HTTP API of contract
-§5) that keeps the applied deployments in memory, logs each request to
-stderr and misbehaves on request. With --fencing it supports fencing: it
-answers 409 Conflict to an apply whose Boreas-Fence header is lower than the
-highest it accepted for that app. It stops on SIGINT or SIGTERM.
+Runs a fake Kubernetes or physical-machine operator (the HTTP API of
+docs/operators.md) that keeps the applied deployments in memory, logs each
+request to stderr and misbehaves on request. With --fencing it supports
+fencing: it answers 409 Conflict to an apply whose Boreas-Fence header is
+lower than the highest it accepted for that app. It stops on SIGINT or SIGTERM.
 `
 
 func runFakeOperator(ctx context.Context, c *cli, args []string) error {
@@ -55,7 +55,8 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 	srv.SetFencing(*fencing)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
-		return withCode(exitFailed, fmt.Errorf("fake-operator: %w", err))
+		return withCode(exitFailed, fmt.Errorf("fake-operator --listen %s: %w", *listen,
+			addrInUse(err, "choose another port with --listen, e.g. --listen 127.0.0.1:8083, or 127.0.0.1:0 for any free one")))
 	}
 	hs := &http.Server{Handler: logRequests(srv.Handler(), log), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1) // Serve's one result
@@ -65,7 +66,8 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 	select {
 	case <-ctx.Done():
 	case err := <-served:
-		return withCode(exitFailed, fmt.Errorf("fake-operator: %w", err))
+		return withCode(exitFailed, fmt.Errorf("fake-operator --listen %s: %w", *listen,
+			addrInUse(err, "choose another port with --listen, e.g. --listen 127.0.0.1:8083, or 127.0.0.1:0 for any free one")))
 	}
 	srv.Close() // ends hanging requests
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
