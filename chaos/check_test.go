@@ -73,6 +73,14 @@ func TestCheck(t *testing.T) {
 		{"result says not sent, operator received it", func(h *History) {
 			h.Applies = append(h.Applies, Apply{Env: "e", App: "a", Version: "v3", RequestID: "r3", Fence: 1, Arrived: at(3020), Decided: at(3030), Status: 409})
 		}, map[ViolationKind]int{Lie: 1}},
+		{"result says sent before, not sent again", func(h *History) {
+			h.Results[2].Message = "sent to the operator earlier with no answer recorded; request r2, newer, was applied for e/a since; not sent again"
+			h.Applies = append(h.Applies, Apply{Env: "e", App: "a", Version: "v3", RequestID: "r3", Fence: 1, Arrived: at(3020)})
+		}, nil},
+		{"result says not sent again, but also not sent", func(h *History) {
+			h.Results[2].Message = "not sent again; in fact not sent"
+			h.Applies = append(h.Applies, Apply{Env: "e", App: "a", Version: "v3", RequestID: "r3", Fence: 1, Arrived: at(3020)})
+		}, map[ViolationKind]int{Lie: 1}},
 		{"result says succeeded, operator never accepted it", func(h *History) {
 			h.Applies[1].Accepted, h.Applies[1].Status = false, 503
 		}, map[ViolationKind]int{Lie: 1, FinalState: 1}},
