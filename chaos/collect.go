@@ -3,11 +3,13 @@ package chaos
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/boreas/operator-bridge/events"
@@ -16,24 +18,37 @@ import (
 )
 
 // ReadDeploy reads every deploy request and deploy result stored in the
-// DEPLOY stream.
+// DEPLOY stream, through a consumer of its own that it deletes afterwards
+// (streams allow 1,000 consumers by default).
 func ReadDeploy(ctx context.Context, js jetstream.JetStream) ([]RequestMsg, []ResultMsg, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, events.StreamDeploy, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.PrefixDeployRequest + ">", events.PrefixDeployResult + ">"},
+	cons, err := js.CreateConsumer(ctx, events.StreamDeploy, jetstream.ConsumerConfig{
+		Description:       "chaos: read back the history",
+		FilterSubjects:    []string{events.PrefixDeployRequest + ">", events.PrefixDeployResult + ">"},
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: time.Minute,
+		Replicas:          1,
+		MemoryStorage:     true,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		js.DeleteConsumer(dctx, events.StreamDeploy, cons.CachedInfo().Name)
+	}()
+	pending := cons.CachedInfo().NumPending
 	var reqs []RequestMsg
 	var res []ResultMsg
-	for {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(time.Second))
+	for pending > 0 {
+		batch, err := cons.Fetch(int(min(pending, 1000)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			return nil, nil, err
 		}
-		n, last := 0, false
+		n := 0
 		for m := range batch.Messages() {
 			n++
 			meta, err := m.Metadata()
@@ -45,15 +60,16 @@ func ReadDeploy(ctx context.Context, js jetstream.JetStream) ([]RequestMsg, []Re
 			} else {
 				res = append(res, resultOf(m, meta))
 			}
-			last = meta.NumPending == 0
+			pending = meta.NumPending
 		}
-		if err := batch.Error(); err != nil && err != jetstream.ErrNoMessages {
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
 			return nil, nil, err
 		}
-		if n == 0 || last {
-			return reqs, res, nil
+		if n == 0 {
+			return nil, nil, fmt.Errorf("%d messages to read did not come", pending)
 		}
 	}
+	return reqs, res, nil
 }
 
 func requestOf(m jetstream.Msg, meta *jetstream.MsgMetadata) RequestMsg {

@@ -77,6 +77,9 @@ type ConsumerState struct {
 	Read          bool // false when it could not be read
 	NumAckPending int
 	NumPending    uint64
+	// StreamConsumers is how many consumers the DEPLOY stream had (the
+	// server refuses new ones past 1,000 by default).
+	StreamConsumers int
 }
 
 // Shutdown is how a replica ended at the end of the run.

@@ -161,7 +161,7 @@ func (f Findings) Report(w io.Writer, title string) error {
 	case !cs.Read:
 		b.WriteString("Deploy consumer at the end: could not be read.\n")
 	default:
-		fmt.Fprintf(&b, "Deploy consumer at the end: %d unacknowledged, %d not delivered.\n", cs.NumAckPending, cs.NumPending)
+		fmt.Fprintf(&b, "Deploy consumer at the end: %d unacknowledged, %d not delivered; the DEPLOY stream had %d consumers.\n", cs.NumAckPending, cs.NumPending, cs.StreamConsumers)
 	}
 	for _, s := range h.Shutdowns {
 		verdict := "exited within its grace"

@@ -284,7 +284,8 @@ func Run(ctx context.Context, cfg Config) (History, error) {
 				}
 			}
 			cs := consumerState(ctx, js)
-			logf("chaos: settling: %d of %d request messages without a result; consumer: %d unacknowledged, %d not delivered", left, len(reqs), cs.NumAckPending, cs.NumPending)
+			logf("chaos: settling: %d of %d request messages without a result; consumer: %d unacknowledged, %d not delivered; DEPLOY has %d consumers",
+				left, len(reqs), cs.NumAckPending, cs.NumPending, cs.StreamConsumers)
 			if left == 0 && cs.Read && cs.NumAckPending == 0 && cs.NumPending == 0 {
 				h.Settled = true
 				break
@@ -429,5 +430,9 @@ func consumerState(ctx context.Context, js jetstream.JetStream) ConsumerState {
 	if err != nil {
 		return ConsumerState{}
 	}
-	return ConsumerState{Read: true, NumAckPending: info.NumAckPending, NumPending: info.NumPending}
+	cs := ConsumerState{Read: true, NumAckPending: info.NumAckPending, NumPending: info.NumPending}
+	if s, err := js.Stream(ctx, events.StreamDeploy); err == nil {
+		cs.StreamConsumers = s.CachedInfo().State.Consumers
+	}
+	return cs
 }
