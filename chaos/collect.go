@@ -18,11 +18,13 @@ import (
 )
 
 // ReadDeploy reads every deploy request and deploy result stored in the
-// DEPLOY stream, through a consumer of its own that it deletes afterwards
-// (streams allow 1,000 consumers by default).
+// DEPLOY stream, through a consumer of its own that it deletes afterwards;
+// when the stream takes no new consumer (it allows 1,000 by default), it
+// reads message by message instead.
 func ReadDeploy(ctx context.Context, js jetstream.JetStream) ([]RequestMsg, []ResultMsg, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	var h history
 	cons, err := js.CreateConsumer(ctx, events.StreamDeploy, jetstream.ConsumerConfig{
 		Description:       "chaos: read back the history",
 		FilterSubjects:    []string{events.PrefixDeployRequest + ">", events.PrefixDeployResult + ">"},
@@ -32,8 +34,11 @@ func ReadDeploy(ctx context.Context, js jetstream.JetStream) ([]RequestMsg, []Re
 		Replicas:          1,
 		MemoryStorage:     true,
 	})
-	if err != nil {
-		return nil, nil, err
+	if err != nil { // the limit of consumers, say
+		if err := h.readEach(ctx, js); err != nil {
+			return nil, nil, err
+		}
+		return h.reqs, h.res, nil
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -41,8 +46,6 @@ func ReadDeploy(ctx context.Context, js jetstream.JetStream) ([]RequestMsg, []Re
 		js.DeleteConsumer(dctx, events.StreamDeploy, cons.CachedInfo().Name)
 	}()
 	pending := cons.CachedInfo().NumPending
-	var reqs []RequestMsg
-	var res []ResultMsg
 	for pending > 0 {
 		batch, err := cons.Fetch(int(min(pending, 1000)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
@@ -55,11 +58,7 @@ func ReadDeploy(ctx context.Context, js jetstream.JetStream) ([]RequestMsg, []Re
 			if err != nil {
 				return nil, nil, err
 			}
-			if strings.HasPrefix(m.Subject(), events.PrefixDeployRequest) {
-				reqs = append(reqs, requestOf(m, meta))
-			} else {
-				res = append(res, resultOf(m, meta))
-			}
+			h.add(m.Subject(), m.Headers(), m.Data(), meta.Sequence.Stream, meta.Timestamp)
 			pending = meta.NumPending
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
@@ -69,31 +68,60 @@ func ReadDeploy(ctx context.Context, js jetstream.JetStream) ([]RequestMsg, []Re
 			return nil, nil, fmt.Errorf("%d messages to read did not come", pending)
 		}
 	}
-	return reqs, res, nil
+	return h.reqs, h.res, nil
 }
 
-func requestOf(m jetstream.Msg, meta *jetstream.MsgMetadata) RequestMsg {
-	env, req, _ := events.DecodeDeployRequest(m.Subject(), m.Headers(), m.Data())
-	return RequestMsg{Seq: meta.Sequence.Stream, ID: env.ID, Env: env.Environment, App: req.App, Version: req.Version, Time: env.Time, Stored: meta.Timestamp}
+// history collects what ReadDeploy reads.
+type history struct {
+	reqs []RequestMsg
+	res  []ResultMsg
 }
 
-func resultOf(m jetstream.Msg, meta *jetstream.MsgMetadata) ResultMsg {
-	r := ResultMsg{Seq: meta.Sequence.Stream, Stored: meta.Timestamp}
-	r.Env, _ = events.EnvironmentFromSubject(m.Subject())
-	e, data, err := events.DecodeDeployResult(m.Headers(), m.Data())
+// readEach reads the stream one message at a time, without a consumer.
+func (h *history) readEach(ctx context.Context, js jetstream.JetStream) error {
+	s, err := js.Stream(ctx, events.StreamDeploy)
+	if err != nil {
+		return err
+	}
+	st := s.CachedInfo().State
+	for seq := st.FirstSeq; seq <= st.LastSeq && st.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("message %d: %w", seq, err)
+		}
+		if strings.HasPrefix(m.Subject, events.PrefixDeployRequest) || strings.HasPrefix(m.Subject, events.PrefixDeployResult) {
+			h.add(m.Subject, m.Header, m.Data, m.Sequence, m.Time)
+		}
+	}
+	return nil
+}
+
+// add decodes one stored request or result.
+func (h *history) add(subject string, hdr nats.Header, data []byte, seq uint64, stored time.Time) {
+	if strings.HasPrefix(subject, events.PrefixDeployRequest) {
+		env, req, _ := events.DecodeDeployRequest(subject, hdr, data)
+		h.reqs = append(h.reqs, RequestMsg{Seq: seq, ID: env.ID, Env: env.Environment, App: req.App, Version: req.Version, Time: env.Time, Stored: stored})
+		return
+	}
+	r := ResultMsg{Seq: seq, Stored: stored}
+	r.Env, _ = events.EnvironmentFromSubject(subject)
+	e, res, err := events.DecodeDeployResult(hdr, data)
 	r.ID, r.Source = e.ID(), e.Source()
 	if v, ok := e.Extensions()[events.ExtRequestID].(string); ok {
 		r.RequestID = v
 	}
 	if err != nil {
 		r.Message = fmt.Sprintf("undecodable result: %v", err)
-		return r
+	} else {
+		r.Outcome, r.Message = string(res.Outcome), res.Message
+		if res.Error != nil {
+			r.ErrorCode = string(res.Error.Code)
+		}
 	}
-	r.Outcome, r.Message = string(data.Outcome), data.Message
-	if data.Error != nil {
-		r.ErrorCode = string(data.Error.Code)
-	}
-	return r
+	h.res = append(h.res, r)
 }
 
 // Applies returns the apply calls the fake operator of env received.
