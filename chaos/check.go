@@ -44,6 +44,9 @@ const (
 	Unacked ViolationKind = "unacked"
 	// SlowShutdown: a replica did not exit within its grace after SIGTERM.
 	SlowShutdown ViolationKind = "slow shutdown"
+	// Incomplete: the run itself went wrong, or recorded no request; the
+	// other checks cannot be trusted.
+	Incomplete ViolationKind = "incomplete run"
 )
 
 // Violation is one broken promise found in a History.
@@ -312,6 +315,12 @@ func (c *checker) settled() {
 	end := time.Time{}
 	for _, p := range c.h.Phases {
 		end = later(end, p.End)
+	}
+	if c.h.RunError != "" {
+		c.add(Violation{Kind: Incomplete, At: end, Detail: c.h.RunError})
+	}
+	if len(c.h.Requests) == 0 {
+		c.add(Violation{Kind: Incomplete, At: end, Detail: "no request was recorded"})
 	}
 	switch cs := c.h.Consumer; {
 	case !cs.Read:

@@ -124,6 +124,10 @@ func TestCheck(t *testing.T) {
 		{"messages left unacknowledged", func(h *History) { h.Consumer.NumAckPending = 3 }, map[ViolationKind]int{Unacked: 1}},
 		{"messages left undelivered", func(h *History) { h.Consumer.NumPending = 1 }, map[ViolationKind]int{Unacked: 1}},
 		{"consumer unreadable", func(h *History) { h.Consumer.Read = false }, map[ViolationKind]int{Unacked: 1}},
+		{"run went wrong", func(h *History) { h.RunError = "read the DEPLOY stream: no" }, map[ViolationKind]int{Incomplete: 1}},
+		{"nothing recorded", func(h *History) {
+			h.Requests, h.Results, h.Applies = nil, nil, nil
+		}, map[ViolationKind]int{Incomplete: 1}},
 		{"slow shutdown", func(h *History) { h.Shutdowns[0].InGrace = false }, map[ViolationKind]int{SlowShutdown: 1}},
 	}
 	for _, tt := range tests {

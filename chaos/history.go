@@ -101,9 +101,12 @@ type History struct {
 	// Settled says whether, once the load stopped and the faults were
 	// healed, every request got its result and the consumer drained, within
 	// the retry window and slack; SettleTook is how long the wait was.
-	Settled     bool
-	SettleTook  time.Duration
-	Shutdowns   []Shutdown
+	Settled    bool
+	SettleTook time.Duration
+	Shutdowns  []Shutdown
+	// RunError is what went wrong with the run itself (the suite, not the
+	// bridge), "" when nothing did; the history may then be incomplete.
+	RunError    string
 	RetryWindow time.Duration // the bridge's RETRY_WINDOW
 	Slack       time.Duration // allowed on top of the retry window
 }

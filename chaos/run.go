@@ -134,7 +134,16 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 // the fault phases, lets the bridge settle, stops it and returns what
 // happened. The Rig's logs stay in cfg.Dir. An error means the run itself
 // could not be carried out (not that the bridge failed a check).
-func Run(ctx context.Context, cfg Config) (History, error) {
+func Run(ctx context.Context, cfg Config) (h History, err error) {
+	defer func() {
+		if err != nil {
+			h.RunError = err.Error()
+		}
+	}()
+	return run(ctx, cfg)
+}
+
+func run(ctx context.Context, cfg Config) (History, error) {
 	cfg.setDefaults()
 	h := History{Seed: cfg.Seed, RetryWindow: cfg.RetryWindow, Slack: cfg.Slack}
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)>>1|1))
