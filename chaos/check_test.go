@@ -212,7 +212,8 @@ func TestReport(t *testing.T) {
 	if err := Check(cleanHistory()).Report(&b, "clean"); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## clean", "CHAOS_SEED=7", "| kill | kill replica-1 (500ms) | 3 | 3 | 0 | 0 | 0 | 0 | 0 | 0.2 s | 0.2 s |", "| **all** | 1 | 3 | 3 |", "every check passed"} {
+	for _, want := range []string{"## clean", "CHAOS_SEED=7", "| kill | kill replica-1 (500ms) | 3 | 3 | 0 | 0 | 0 | 0 | 0 | 0.2 s | 0.2 s |", "| **all** | 1 | 3 | 3 |", "every check passed",
+		"Results by outcome: succeeded 2, superseded 1."} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report does not contain %q:\n%s", want, b.String())
 		}

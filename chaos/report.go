@@ -152,6 +152,7 @@ func (f Findings) Report(w io.Writer, title string) error {
 			recoveryText(p.FirstResult, len(p.Faults)), recoveryText(p.Backlog, len(p.Faults)))
 	}
 	b.WriteString("\n")
+	fmt.Fprintf(&b, "Results by outcome: %s.\n", outcomes(h.Results))
 	if h.Settled {
 		fmt.Fprintf(&b, "Settled %.1f s after the load stopped: every request answered, the consumer drained.\n", h.SettleTook.Seconds())
 	} else {
@@ -225,4 +226,29 @@ func recoveryText(d time.Duration, faults int) string {
 	default:
 		return fmt.Sprintf("%.1f s", d.Seconds())
 	}
+}
+
+// outcomes counts results by outcome, and failures by error code.
+func outcomes(rs []ResultMsg) string {
+	counts := map[string]int{}
+	for _, r := range rs {
+		k := r.Outcome
+		if r.ErrorCode != "" && r.ErrorCode != r.Outcome {
+			k += " (" + r.ErrorCode + ")"
+		}
+		counts[k]++
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, counts[k]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
