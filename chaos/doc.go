@@ -62,5 +62,6 @@
 // all; `make chaos CHAOS_DURATION=10m` adds mixed phases until the faults
 // have gone on that long. Variables: CHAOS_DURATION, CHAOS_SEED,
 // CHAOS_REPLICAS, CHAOS_RATE, CHAOS_BURST, CHAOS_REPORT (a file to write the
-// Markdown report to).
+// Markdown report to), CHAOS_HISTORY (a file to write the whole recorded
+// History to, as JSON).
 package chaos

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,6 +43,15 @@ func TestChaos(t *testing.T) {
 	if path := os.Getenv("CHAOS_REPORT"); path != "" {
 		if err := os.WriteFile(path, report.Bytes(), 0o644); err != nil {
 			t.Errorf("CHAOS_REPORT: %v", err)
+		}
+	}
+	if path := os.Getenv("CHAOS_HISTORY"); path != "" {
+		data, err := json.MarshalIndent(h, "", " ")
+		if err == nil {
+			err = os.WriteFile(path, data, 0o644)
+		}
+		if err != nil {
+			t.Errorf("CHAOS_HISTORY: %v", err)
 		}
 	}
 	if !f.OK() || err != nil {
