@@ -44,6 +44,8 @@ const (
 	Unacked ViolationKind = "unacked"
 	// SlowShutdown: a replica did not exit within its grace after SIGTERM.
 	SlowShutdown ViolationKind = "slow shutdown"
+	// Crash: a replica exited when nobody asked it to.
+	Crash ViolationKind = "crash"
 	// Incomplete: the run itself went wrong, or recorded no request; the
 	// other checks cannot be trusted.
 	Incomplete ViolationKind = "incomplete run"
@@ -328,6 +330,9 @@ func (c *checker) settled() {
 	case cs.NumAckPending > 0 || cs.NumPending > 0:
 		c.add(Violation{Kind: Unacked, At: end,
 			Detail: fmt.Sprintf("the deploy consumer has %d messages unacknowledged and %d not delivered", cs.NumAckPending, cs.NumPending)})
+	}
+	for _, cr := range c.h.Crashes {
+		c.add(Violation{Kind: Crash, At: end, Detail: cr})
 	}
 	for _, s := range c.h.Shutdowns {
 		if !s.InGrace {

@@ -128,6 +128,7 @@ func TestCheck(t *testing.T) {
 		{"nothing recorded", func(h *History) {
 			h.Requests, h.Results, h.Applies = nil, nil, nil
 		}, map[ViolationKind]int{Incomplete: 1}},
+		{"crash", func(h *History) { h.Crashes = []string{"replica-2 exited on its own: exit status 2"} }, map[ViolationKind]int{Crash: 1}},
 		{"slow shutdown", func(h *History) { h.Shutdowns[0].InGrace = false }, map[ViolationKind]int{SlowShutdown: 1}},
 	}
 	for _, tt := range tests {

@@ -48,7 +48,8 @@
 //   - late results: stored later than the retry window (plus slack) after
 //     their request;
 //   - messages left unacknowledged by the deploy consumer once the run
-//     settled.
+//     settled, replicas that exited on their own, and replicas that did not
+//     exit within their grace on SIGTERM.
 //
 // [Report] writes the figures per phase (requests, results, missing,
 // duplicates, order violations, lying results, late results, time to

@@ -104,6 +104,7 @@ type History struct {
 	Settled    bool
 	SettleTook time.Duration
 	Shutdowns  []Shutdown
+	Crashes    []string // replicas that exited when nobody asked them to
 	// RunError is what went wrong with the run itself (the suite, not the
 	// bridge), "" when nothing did; the history may then be incomplete.
 	RunError    string

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,10 +36,12 @@ type Replica struct {
 	LogPath  string
 	HTTPAddr string // its OPERATOR_BRIDGE_HTTP_ADDR, for /readyz
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when the current process has exited
-	paused bool
+	mu        sync.Mutex
+	cmd       *exec.Cmd
+	exited    chan struct{} // closed when the current process has exited
+	paused    bool
+	expecting bool     // Kill or Stop is ending the process
+	crashes   []string // exits nobody asked for
 }
 
 // Start starts the process; it is an error when it runs.
@@ -67,11 +70,17 @@ func (r *Replica) Start() error {
 	exited := make(chan struct{})
 	go func() {
 		err := cmd.Wait()
-		fmt.Fprintf(logf, "===== %s exited %s: %v\n", r.Name, time.Now().UTC().Format(time.RFC3339Nano), err)
+		at := time.Now().UTC().Format(time.RFC3339Nano)
+		fmt.Fprintf(logf, "===== %s exited %s: %v\n", r.Name, at, err)
 		logf.Close()
+		r.mu.Lock()
+		if !r.expecting {
+			r.crashes = append(r.crashes, fmt.Sprintf("%s exited on its own at %s: %v", r.Name, at, err))
+		}
+		r.mu.Unlock()
 		close(exited)
 	}()
-	r.cmd, r.exited, r.paused = cmd, exited, false
+	r.cmd, r.exited, r.paused, r.expecting = cmd, exited, false, false
 	return nil
 }
 
@@ -109,10 +118,19 @@ func (r *Replica) Pause() error { return r.signal(syscall.SIGSTOP) }
 // Resume continues it with SIGCONT.
 func (r *Replica) Resume() error { return r.signal(syscall.SIGCONT) }
 
+// Crashes returns the exits of the process that neither Kill nor Stop
+// caused.
+func (r *Replica) Crashes() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.crashes)
+}
+
 // Kill ends the process with SIGKILL and waits for it.
 func (r *Replica) Kill() error {
 	r.mu.Lock()
 	cmd, exited := r.cmd, r.exited
+	r.expecting = true
 	r.mu.Unlock()
 	if cmd == nil {
 		return fmt.Errorf("replica %s is not running", r.Name)
@@ -131,6 +149,7 @@ func (r *Replica) Kill() error {
 func (r *Replica) Stop(grace time.Duration) (time.Duration, bool) {
 	r.mu.Lock()
 	cmd, exited := r.cmd, r.exited
+	r.expecting = true
 	r.mu.Unlock()
 	if cmd == nil {
 		return 0, true

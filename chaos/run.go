@@ -316,6 +316,9 @@ func run(ctx context.Context, cfg Config) (History, error) {
 		h.Shutdowns = append(h.Shutdowns, Shutdown{Replica: rep.Name, Took: took, InGrace: ok})
 	}
 	stopped = true
+	for _, rep := range rig.Replicas {
+		h.Crashes = append(h.Crashes, rep.Crashes()...)
+	}
 	var reqs []RequestMsg
 	var res []ResultMsg
 	for try := 1; ; try++ { // a read can fail while the cluster settles
