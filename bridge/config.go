@@ -17,7 +17,7 @@ const (
 	StatusConsumer = "operator-bridge-status"
 	// OrderBucket holds the per environment-and-app order state.
 	OrderBucket = "operator-bridge-order"
-	// ServiceName is the NATS micro service of contract §4.
+	// ServiceName is the NATS micro service of docs/contract.md, Request/reply.
 	ServiceName = "operator-bridge"
 )
 
@@ -65,6 +65,11 @@ type Config struct {
 
 	// HTTPAddr serves /healthz, /readyz and /metrics; empty serves nothing.
 	HTTPAddr string
+	// PProf also serves Go's profiles under /debug/pprof/ on HTTPAddr.
+	PProf bool
+	// ReadyNote is a line /readyz adds to its answer, ready or not (serve
+	// says there that NATS is its embedded server).
+	ReadyNote string
 	// Gatherer serves /metrics (default: the Registerer when it is a
 	// *prometheus.Registry).
 	Gatherer prometheus.Gatherer

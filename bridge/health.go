@@ -130,7 +130,7 @@ func (b *Bridge) waitUntil(ctx context.Context, t time.Time, onKick func()) bool
 func (b *Bridge) checkNew(ctx context.Context, wg *sync.WaitGroup) {
 	var fresh []operator.Entry
 	for _, e := range b.manager.Entries() {
-		if e.Environment.Active && b.health.last(e.Environment.ID) == nil {
+		if !e.Environment.Inactive && b.health.last(e.Environment.ID) == nil {
 			fresh = append(fresh, e)
 		}
 	}
@@ -282,7 +282,7 @@ func (b *Bridge) forgetGone() {
 	ops := map[operator.Operator]bool{}
 	endpoints := map[string]bool{}
 	for _, e := range b.manager.Entries() {
-		if e.Environment.Active {
+		if !e.Environment.Inactive {
 			envs[e.Environment.ID], ops[e.Operator], endpoints[e.Endpoint] = true, true, true
 		}
 	}

@@ -42,17 +42,25 @@ func ConsumerConfigs(ackWait time.Duration, maxInFlight int) map[string]jetstrea
 	}
 }
 
+// OrderStateTTL is how long the order state of an environment and app is
+// kept after its last request.
+const OrderStateTTL = 8 * 24 * time.Hour
+
 // OrderBucketConfig is the bucket of the per environment-and-app order state.
 func OrderBucketConfig() jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:      OrderBucket,
 		Description: "operator-bridge: last applied request and lease per environment and app",
 		History:     1,
-		Storage:     jetstream.FileStorage,
+		// An idle key's state goes after OrderStateTTL, which outlasts the
+		// DEPLOY stream's 7 days: any request that can still be replayed
+		// from the stream finds what was applied after it.
+		TTL:     OrderStateTTL,
+		Storage: jetstream.FileStorage,
 	}
 }
 
-// EnvironmentsBucketConfig is the bucket of environments (contract §6).
+// EnvironmentsBucketConfig is the bucket of environments (docs/operators.md, Environments).
 func EnvironmentsBucketConfig(name string) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:      name,
