@@ -4,13 +4,13 @@ BIN     ?= bin/operator-bridge
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build test check unit e2e run demo bench soak clean
+.PHONY: build test check unit e2e chaos-short chaos run demo bench soak clean
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/operator-bridge
 
-## test: everything CI runs: format and vet checks, unit and integration tests under -race, then the end-to-end script.
-test: check unit e2e
+## test: everything CI runs: format and vet checks, unit and integration tests under -race, the end-to-end script, then the fault suite's short form.
+test: check unit e2e chaos-short
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -22,6 +22,18 @@ unit:
 
 e2e: build
 	@if [ -x scripts/e2e.sh ]; then scripts/e2e.sh $(BIN); else echo "e2e: scripts/e2e.sh not present yet"; fi
+
+## chaos-short: the fault suite (chaos/, build tag chaos) for a few minutes: a 3-node NATS cluster, bridge processes, faults alone and mixed.
+## CHAOS_SEED replays a run; CHAOS_REPORT=path writes its Markdown report.
+CHAOS_SHORT_DURATION ?= 1m
+chaos-short:
+	$(GO) vet -tags chaos ./chaos/
+	CHAOS_DURATION=$(CHAOS_SHORT_DURATION) $(GO) test -tags chaos -count=1 -run '^(TestChaos|TestClusterLeaderComesBack)$$' -timeout 20m -v ./chaos/
+
+## chaos: the fault suite for longer (CHAOS_DURATION, default 10m; the run bounds itself to that plus 10 minutes).
+CHAOS_DURATION ?= 10m
+chaos:
+	CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -tags chaos -count=1 -run '^TestChaos$$' -timeout 0 -v ./chaos/
 
 ## run: the bridge on its embedded default (embedded NATS; operators from the environment).
 run: build
