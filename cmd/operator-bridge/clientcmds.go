@@ -29,7 +29,9 @@ const deployUsage = `Usage: operator-bridge deploy --env ENV --app APP --version
 
 Publishes a deploy request on deploy.request.<env> and waits for its result.
 --deployments splits traffic between versions: V=P with P a fraction (0.2) or
-a percentage (20%); --version must be among them. --package (a JSON object) is
+a percentage (20%); a bare number over 1 is refused (write 20% or 0.2);
+--version must be among them. A request the bridge would reject (a version
+with spaces, percents adding up to more than 1) is refused before sending. --package (a JSON object) is
 passed to the operator with --version's deployment. Exit code 0 only when the
 deploy succeeded; 1 when it failed, was rejected or superseded; 3 when no
 result came within --timeout (the bridge may still be retrying).
@@ -58,6 +60,12 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 	req := events.DeployRequest{App: *app, Version: *ver}
 	var err error
 	if req.Deployments, err = parseDeployments(*deps, *ver, *pkg); err != nil {
+		return usageError("deploy: %v", err)
+	}
+	if err := req.Validate(); err != nil { // what the bridge would reject
+		if e, ok := errors.AsType[*events.Error](err); ok {
+			return usageError("deploy: %s", e.Info().Message)
+		}
 		return usageError("deploy: %v", err)
 	}
 
@@ -126,7 +134,10 @@ func parseDeployments(s, version, pkg string) ([]events.Deployment, error) {
 		}
 		f, err := strconv.ParseFloat(ps, 64)
 		if err != nil {
-			return nil, fmt.Errorf("--deployments item %q: %q is not a number", item, ps)
+			return nil, fmt.Errorf("--deployments item %q: %q is not a number (write a percent as 20%% or 0.2)", item, ps)
+		}
+		if scale == 1 && f > 1 {
+			return nil, fmt.Errorf("--deployments item %q: %s is more than 1: write a percent as %s%% or %s", item, ps, ps, strconv.FormatFloat(f/100, 'g', -1, 64))
 		}
 		d := events.Deployment{Version: v, Percent: f * scale}
 		if v == version {

@@ -565,7 +565,7 @@ func TestParseDeployments(t *testing.T) {
 	if got, err := parseDeployments("", "v2", `{"a":1}`); err != nil || len(got) != 1 || got[0].Percent != 1 {
 		t.Errorf("package alone: %+v, %v", got, err)
 	}
-	for _, bad := range [][3]string{{"v1=0.5", "v2", ""}, {"v2", "v2", ""}, {"v2=lots", "v2", ""}, {"", "v2", "[1]"}} {
+	for _, bad := range [][3]string{{"v1=0.5", "v2", ""}, {"v2", "v2", ""}, {"v2=lots", "v2", ""}, {"", "v2", "[1]"}, {"v2=20,v1=80", "v2", ""}} {
 		if _, err := parseDeployments(bad[0], bad[1], bad[2]); err == nil {
 			t.Errorf("parseDeployments(%q, %q, %q) accepted", bad[0], bad[1], bad[2])
 		}
@@ -750,6 +750,12 @@ func TestUsageMessages(t *testing.T) {
 		{"status without app", []string{"status", "--env", "e"},
 			[]string{"status: --app is missing", "Run 'operator-bridge status --help'"}},
 		{"bad flag", []string{"watch", "--bogus"}, []string{"bogus", "Run 'operator-bridge watch --help'"}},
+		{"percent without %", []string{"deploy", "--env", "e", "--app", "a", "--version", "v1", "--deployments", "v1=20,v0=80"},
+			[]string{`"v1=20": 20 is more than 1: write a percent as 20% or 0.2`}},
+		{"version with a space", []string{"deploy", "--env", "e", "--app", "a", "--version", "v 1.0"},
+			[]string{`deploy: version: "v 1.0" is not a valid version: 1–128 printable characters, no spaces`}},
+		{"percents over 1", []string{"deploy", "--env", "e", "--app", "a", "--version", "v1", "--deployments", "v1=0.5,v0=60%"},
+			[]string{"deploy: deployments: percents add up to 1.1, more than 1"}},
 		{"typo", []string{"deploi"}, []string{`unknown command "deploi": did you mean "deploy"?`, "Run 'operator-bridge help'"}},
 		{"typo of status", []string{"stauts"}, []string{`did you mean "status"?`}},
 		{"typo of envs", []string{"env"}, []string{`did you mean "envs"?`}},
