@@ -259,16 +259,18 @@ func orDash(s string) string {
 	return s
 }
 
-const envsUsage = `Usage: operator-bridge envs
+const envsUsage = `Usage: operator-bridge envs [--wide] [--json]
 
 Lists the environments the bridge knows (operator-bridge.environments): their
 operator type and endpoint, whether they are active, and their last health.
+A health error is cut to 40 characters; --wide and --json show it in full.
 ` + clientHelp
 
 func runEnvs(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet("envs")
 	var cf clientFlags
 	cf.register(fs, c, 10*time.Second)
+	wide := fs.Bool("wide", false, "show health errors in full (the table cuts them short)")
 	if err := parseFlags(c, fs, envsUsage, args); err != nil {
 		return err
 	}
@@ -302,7 +304,11 @@ func runEnvs(ctx context.Context, c *cli, args []string) error {
 			if e.Health.Healthy {
 				health = p.green(fmt.Sprintf("healthy %dms", e.Health.LatencyMS))
 			} else {
-				health = p.red("unhealthy: " + e.Health.Error)
+				msg := e.Health.Error
+				if !*wide {
+					msg = shorten(msg, healthWidth)
+				}
+				health = p.red("unhealthy: " + msg)
 			}
 			checked = e.Health.CheckedAt.Local().Format("15:04:05")
 		}
@@ -313,6 +319,19 @@ func runEnvs(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, orDash(e.Name), e.Type, e.Endpoint, active, health, checked)
 	}
 	return tw.Flush()
+}
+
+// healthWidth is how much of a health error the envs table shows without
+// --wide; a dial error runs to 150 characters.
+const healthWidth = 40
+
+// shorten cuts s to n characters, marking the cut with "…".
+func shorten(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }
 
 const watchUsage = `Usage: operator-bridge watch [--from new|all|last|DURATION|TIME|SEQ] [--env ENV | --subjects S,S]

@@ -824,3 +824,39 @@ func TestAddressInUse(t *testing.T) {
 		})
 	}
 }
+
+// envs keeps its table narrow: a long health error is cut short there and
+// shown in full with --wide and --json.
+func TestEnvsHealthColumn(t *testing.T) {
+	envFile := writeFile(t, "environments.yaml", "- {id: env-down, type: k8s, operator_url: \"http://"+testAddr(t)+"\"}\n")
+	s := startServe(t, map[string]string{"ENVIRONMENTS_FILE": envFile})
+	nats := "--nats=" + s.natsURL
+	var full string
+	deadline := time.Now().Add(15 * time.Second)
+	for full == "" {
+		r := runCmd(t, "envs", nats, "--json")
+		wantCode(t, r, 0)
+		var list []events.EnvironmentInfo
+		if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 {
+			t.Fatalf("envs --json: %v\n%s", err, r.stdout)
+		}
+		if h := list[0].Health; h != nil && !h.Healthy {
+			full = h.Error
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no failed health check within 15s: %+v", list[0])
+		} else {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if len(full) <= healthWidth {
+		t.Fatalf("the health error %q is too short to test the cut", full)
+	}
+	r := runCmd(t, "envs", nats)
+	wantCode(t, r, 0)
+	if strings.Contains(r.stdout, full) || !strings.Contains(r.stdout, shorten(full, healthWidth)) {
+		t.Errorf("envs table does not cut the health error to %d characters:\n%s", healthWidth, r.stdout)
+	}
+	r = runCmd(t, "envs", nats, "--wide")
+	wantCode(t, r, 0)
+	wantContains(t, "envs --wide", r.stdout, full)
+}
