@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -208,6 +210,44 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return usageError("unknown command %q: did you mean %q?", name, near)
 	}
 	return usageError("unknown command %q", name)
+}
+
+// selfCommand is how to run this program again from the shell it was
+// started in, for the commands it suggests.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "operator-bridge"
+	}
+	onPath, _ := exec.LookPath("operator-bridge")
+	_, err = os.Stat(filepath.Join("cmd", "operator-bridge"))
+	return selfCommandFor(exe, onPath, err == nil)
+}
+
+// selfCommandFor is "go run ./cmd/operator-bridge" for an executable that
+// go run built (in a go-build folder, gone when it ends; the package path
+// outside the repository's root), "operator-bridge" when that is it on the
+// PATH, else the executable's absolute path.
+func selfCommandFor(exe, onPath string, atRepoRoot bool) string {
+	if strings.Contains(filepath.ToSlash(exe), "/go-build") {
+		if atRepoRoot {
+			return "go run ./cmd/operator-bridge"
+		}
+		return "go run github.com/boreas/operator-bridge/cmd/operator-bridge"
+	}
+	if onPath != "" && sameFile(onPath, exe) {
+		return "operator-bridge"
+	}
+	return exe
+}
+
+func sameFile(a, b string) bool {
+	if a == b {
+		return true
+	}
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }
 
 // commandList is the list of commands for the usage text.

@@ -860,3 +860,25 @@ func TestEnvsHealthColumn(t *testing.T) {
 	wantCode(t, r, 0)
 	wantContains(t, "envs --wide", r.stdout, full)
 }
+
+// The commands the demo suggests work as printed, however it was started.
+func TestSelfCommand(t *testing.T) {
+	tests := []struct {
+		name, exe, onPath string
+		atRepoRoot        bool
+		want              string
+	}{
+		{"go run at the root", "/tmp/go-build2797/b001/exe/operator-bridge", "", true, "go run ./cmd/operator-bridge"},
+		{"go run elsewhere", "/tmp/go-build2797/b001/exe/operator-bridge", "/home/u/go/bin/operator-bridge", false, "go run github.com/boreas/operator-bridge/cmd/operator-bridge"},
+		{"installed", "/home/u/go/bin/operator-bridge", "/home/u/go/bin/operator-bridge", false, "operator-bridge"},
+		{"make build", "/src/operator-bridge/bin/operator-bridge", "/home/u/go/bin/operator-bridge", true, "/src/operator-bridge/bin/operator-bridge"},
+		{"nothing on the PATH", "/opt/ob/operator-bridge", "", false, "/opt/ob/operator-bridge"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := selfCommandFor(tt.exe, tt.onPath, tt.atRepoRoot); got != tt.want {
+				t.Errorf("selfCommandFor(%q, %q, %v) = %q, want %q", tt.exe, tt.onPath, tt.atRepoRoot, got, tt.want)
+			}
+		})
+	}
+}
