@@ -34,7 +34,15 @@ a percentage (20%); a bare number over 1 is refused (write 20% or 0.2);
 with spaces, percents adding up to more than 1) is refused before sending. --package (a JSON object) is
 passed to the operator with --version's deployment. Exit code 0 only when the
 deploy succeeded; 1 when it failed, was rejected or superseded; 3 when no
-result came within --timeout (the bridge may still be retrying).
+result came within --timeout; 130 when Ctrl-C stopped the wait. In both of
+the last two the request stays stored and queued, the bridge still applies
+it (or fails it once its retry window is spent), and 'watch --env ENV'
+shows its result.
+
+On a terminal, a deploy with no result after 2s shows that the request is
+stored (its DEPLOY stream sequence), the operator's health as the bridge
+sees it (its last error, the circuit state), and the time spent and left of
+the retry window (--retry-window, the bridge's RETRY_WINDOW).
 ` + clientHelp
 
 func runDeploy(ctx context.Context, c *cli, args []string) error {
@@ -48,8 +56,17 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 	pkg := fs.String("package", "", "package `JSON` object for --version's deployment")
 	noWait := fs.Bool("no-wait", false, "publish and return without waiting for the result")
 	id := fs.String("id", "", "event id (default: a new UUID); re-sending an id within 2 minutes is stored once")
+	window := 10 * time.Minute
+	if v, err := time.ParseDuration(c.getenv(envPrefix + "RETRY_WINDOW")); err == nil && v > 0 {
+		window = v
+	}
+	retryWindow := fs.Duration("retry-window", window, "the bridge's RETRY_WINDOW, for the progress shown ($"+envPrefix+"RETRY_WINDOW)")
+	progress := fs.String("progress", "auto", "progress of a slow deploy on stderr: auto (on a terminal), on or off")
 	if err := parseFlags(c, fs, deployUsage, args); err != nil {
 		return err
+	}
+	if *progress != "auto" && *progress != "on" && *progress != "off" {
+		return usageError("deploy: --progress %q: want auto, on or off", *progress)
 	}
 	if err := requireFlags(fs, "env", "app", "version"); err != nil {
 		return err
@@ -76,11 +93,10 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 	defer closeSession()
 	wctx, cancel := cf.callContext(ctx)
 	defer cancel()
-	pub, res, err := bc.deploy(wctx, *env, *id, req, !*noWait)
-	p := palette{on: !cf.json && c.useColor(c.stdout)}
+	pub, err := bc.publishDeploy(wctx, *env, *id, req)
 	if err != nil {
-		if wctx.Err() != nil { // publishing or waiting ran out of time
-			err = withCode(exitTimeout, fmt.Errorf("no result for request %s on %s within %s (the bridge may still be retrying): %w", pub.ID, pub.Subject, cf.timeout, err))
+		if wctx.Err() != nil { // publishing ran out of time
+			err = withCode(exitTimeout, fmt.Errorf("request %s not stored on %s within %s: %w", pub.ID, pub.Subject, cf.timeout, err))
 		} else if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
 			err = fmt.Errorf("%w: no stream stores %s (has a bridge started on this NATS?)", err, pub.Subject)
 		}
@@ -90,15 +106,36 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 		if cf.json {
 			return writeJSON(c.stdout, pub)
 		}
-		fmt.Fprintf(c.stdout, "published request %s to %s\n", pub.ID, pub.Subject)
+		fmt.Fprintf(c.stdout, "published request %s to %s (%s #%d)\n", pub.ID, pub.Subject, events.StreamDeploy, pub.Sequence)
 		return nil
+	}
+	var view *progressView
+	if !cf.json && (*progress == "on" || *progress == "auto" && isTerminal(c.stderr)) {
+		view = &progressView{w: c.stderr, p: palette{on: c.useColor(c.stderr)}, redraw: isTerminal(c.stderr), retryWindow: *retryWindow, env: *env}
+	}
+	res, err := bc.waitDeploy(wctx, *env, req, pub, view)
+	p := palette{on: !cf.json && c.useColor(c.stdout)}
+	if err != nil {
+		if r := cf.refusal(); r != nil {
+			return r
+		}
+		follow := fmt.Sprintf("follow it with: %s watch --env %s", selfCommand(), *env)
+		if ctx.Err() != nil { // Ctrl-C
+			return withCode(exitInterrupted, fmt.Errorf("stopped waiting: request %s stays queued (%s #%d): the bridge still applies it, or fails it once the retry window is spent; %s",
+				pub.ID, events.StreamDeploy, pub.Sequence, follow))
+		}
+		if wctx.Err() != nil {
+			return withCode(exitTimeout, fmt.Errorf("no result within %s: request %s stays queued (%s #%d) and the bridge retries it until %s; %s",
+				cf.timeout, pub.ID, events.StreamDeploy, pub.Sequence, pub.Stored.Add(*retryWindow).Local().Format("15:04:05"), follow))
+		}
+		return err
 	}
 	if cf.json {
 		if err := writeJSON(c.stdout, res); err != nil {
 			return err
 		}
 	} else {
-		printDeployResult(c.stdout, p, *res)
+		printDeployResult(c.stdout, p, res)
 	}
 	if res.Outcome != events.Succeeded {
 		return withCode(exitFailed, nil)

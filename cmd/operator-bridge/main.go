@@ -39,6 +39,9 @@ const (
 	exitFailed  = 1 // a runtime error, or a request that did not succeed
 	exitUsage   = 2 // bad flags, arguments or configuration
 	exitTimeout = 3 // a timeout, or NATS could not be reached
+	// exitInterrupted: Ctrl-C stopped deploy's wait; the request stays
+	// queued (128 + SIGINT, as shells report it).
+	exitInterrupted = 130
 )
 
 // exitError carries an exit code with an error. A nil err means the command
@@ -260,10 +263,11 @@ func commandList() string {
 }
 
 const exitCodesHelp = `Exit codes:
-  0  success
-  1  failed: a runtime error, or the request did not succeed
-  2  usage: bad flags, arguments or configuration
-  3  timeout, or NATS could not be reached
+  0    success
+  1    failed: a runtime error, or the request did not succeed
+  2    usage: bad flags, arguments or configuration
+  3    timeout, or NATS could not be reached
+  130  deploy: Ctrl-C stopped the wait; the request stays queued
 `
 
 // newFlagSet returns a flag set whose errors and help come back to run.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -880,5 +881,91 @@ func TestSelfCommand(t *testing.T) {
 				t.Errorf("selfCommandFor(%q, %q, %v) = %q, want %q", tt.exe, tt.onPath, tt.atRepoRoot, got, tt.want)
 			}
 		})
+	}
+}
+
+// deploy to an operator that is down shows, as it waits, that the request
+// is stored and retried, and what the bridge's health events say; Ctrl-C
+// leaves the request queued, says how to follow it, and exits 130.
+func TestDeployToADownOperator(t *testing.T) {
+	envFile := writeFile(t, "environments.yaml", "- {id: env-down, type: k8s, operator_url: \"http://"+testAddr(t)+"\"}\n")
+	s := startServe(t, map[string]string{"ENVIRONMENTS_FILE": envFile, "RETRY_WINDOW": "5m"})
+
+	ctx, interrupt := context.WithCancel(t.Context())
+	defer interrupt()
+	var stdout, stderr lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"deploy", "--nats", s.natsURL, "--env", "env-down", "--app", "web", "--version", "v1",
+			"--progress", "on", "--retry-window", "5m"}, os.Getenv, &stdout, &stderr)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(stderr.String(), "unhealthy") {
+		select {
+		case err := <-done:
+			t.Fatalf("deploy ended before Ctrl-C: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress within 20s:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	wantContains(t, "progress", stderr.String(), "is stored (DEPLOY #", "the bridge retries it until", "retry window 5m0s",
+		"operator kubernetes http://", "connection refused")
+	interrupt() // Ctrl-C
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("deploy did not stop after Ctrl-C")
+	}
+	var errb bytes.Buffer
+	if code := exitCode(err, &errb); code != exitInterrupted {
+		t.Errorf("exit code %d after Ctrl-C, want %d: %v", code, exitInterrupted, err)
+	}
+	wantContains(t, "Ctrl-C message", errb.String(), "stays queued (DEPLOY #", "the bridge still applies it", "watch --env env-down")
+	if strings.Contains(errb.String(), "within") {
+		t.Errorf("Ctrl-C speaks of a timeout: %s", errb.String())
+	}
+}
+
+// A request whose operator answers 503 for the whole retry window fails,
+// and the result says how often the operator was called.
+func TestDeployFailsAfterTheRetryWindow(t *testing.T) {
+	k8s := operatortest.NewServer(operator.Kubernetes)
+	defer k8s.Close()
+	k8s.SetFault(operatortest.Fault{Always503: true})
+	envFile := writeFile(t, "environments.yaml", "- {id: env-503, type: k8s, operator_url: \""+k8s.URL+"\"}\n")
+	s := startServe(t, map[string]string{"ENVIRONMENTS_FILE": envFile, "RETRY_WINDOW": "3s"})
+	r := runCmd(t, "deploy", "--nats", s.natsURL, "--env", "env-503", "--app", "web", "--version", "v1", "--json", "--progress", "on")
+	wantCode(t, r, exitFailed)
+	var res events.DeployResult
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("%v\n%s", err, r)
+	}
+	if res.Outcome != events.Failed || res.Error == nil || !res.Error.Retryable {
+		t.Errorf("result %+v, want failed and retryable", res)
+	}
+	calls := 0
+	for _, req := range k8s.Requests() {
+		if req.Path == "/api/apply" {
+			calls++
+		}
+	}
+	if calls == 0 {
+		t.Fatalf("the operator was never called")
+	}
+	if res.Attempts == 0 {
+		t.Errorf("the failed result says attempts 0, though the operator was called %d times: %+v", calls, res)
+	}
+	if strings.Contains(r.stderr, "is stored") {
+		t.Errorf("--json printed progress:\n%s", r.stderr)
+	}
+	r = runCmd(t, "deploy", "--nats", s.natsURL, "--env", "env-503", "--app", "web", "--version", "v2", "--progress", "off")
+	wantCode(t, r, exitFailed)
+	wantContains(t, "deploy", r.stdout, "failed", "operator_unavailable")
+	if !regexp.MustCompile(`attempts +[1-9]`).MatchString(r.stdout) {
+		t.Errorf("deploy does not show the result's attempts:\n%s", r.stdout)
 	}
 }
