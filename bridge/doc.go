@@ -1,7 +1,8 @@
 // Package bridge is the operator-bridge service: it consumes deploy requests
 // and status queries from durable JetStream consumers, routes each by the
 // environment token of its subject to an operator, and publishes one result
-// event for every request it can identify.
+// event for every request it can identify. The rules it keeps are those of
+// docs/contract.md; running it is described in docs/operations.md.
 //
 // # Flow
 //

@@ -90,7 +90,7 @@ func ExampleClient() {
 	if err != nil {
 		panic(err)
 	}
-	b, err := bridge.New(nc, factory, bridge.Config{ManageStreams: true, EnvironmentsFile: envFile})
+	b, err := bridge.New(nc, factory, bridge.Config{EnvironmentsFile: envFile})
 	if err != nil {
 		panic(err)
 	}

@@ -12,9 +12,9 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Environment maps an environment ID to an operator (contract §6). Its zero
-// value's flags mean an active environment, as an absent "active" does in a
-// file or a bucket entry.
+// Environment maps an environment ID to an operator (docs/operators.md,
+// Environments). Its zero value's flags mean an active environment, as an
+// absent "active" does in a file or a bucket entry.
 type Environment struct {
 	ID          string `json:"id"`           // 1–64 chars of A-Z a-z 0-9 _ -
 	Name        string `json:"name"`         // for people

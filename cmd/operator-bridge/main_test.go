@@ -426,7 +426,7 @@ func TestDemoOnce(t *testing.T) {
 	}
 }
 
-// contractVariables are the variables of CONTRACT.md §7.
+// contractVariables are the variables of docs/configuration.md.
 var contractVariables = []string{
 	"NATS_URL", "EMBEDDED_NATS_LISTEN", "EMBEDDED_NATS_DIR",
 	"NATS_CREDS", "NATS_NKEY", "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN",
@@ -434,7 +434,7 @@ var contractVariables = []string{
 	"K8S_OPERATOR_URL", "PM_OPERATOR_URL", "USE_MOCK", "OPERATOR_TOKEN", "OPERATOR_TLS_CA",
 	"ENVIRONMENTS_FILE", "ENVIRONMENTS_BUCKET", "MANAGE_STREAMS",
 	"OPERATOR_TIMEOUT", "RETRY_WINDOW", "HEALTH_INTERVAL", "MAX_IN_FLIGHT", "HTTP_ADDR",
-	"LOG_LEVEL", "LOG_FORMAT", "INSTANCE",
+	"LOG_LEVEL", "LOG_FORMAT", "INSTANCE", "REPLICAS",
 }
 
 func TestHelp(t *testing.T) {
@@ -475,6 +475,8 @@ func TestBadConfiguration(t *testing.T) {
 		{"log format", map[string]string{"LOG_FORMAT": "xml"}, nil, "LOG_FORMAT"},
 		{"log level", map[string]string{"LOG_LEVEL": "loud"}, nil, "LOG_LEVEL"},
 		{"max in flight", map[string]string{"MAX_IN_FLIGHT": "0"}, nil, "MAX_IN_FLIGHT"},
+		{"no replicas", map[string]string{"REPLICAS": "0"}, nil, "REPLICAS=0: want 1 to 5"},
+		{"too many replicas", map[string]string{"REPLICAS": "7"}, nil, "REPLICAS=7: want 1 to 5"},
 		{"negative timeout", map[string]string{"OPERATOR_TIMEOUT": "-1s"}, nil, "OPERATOR_TIMEOUT"},
 		{"operator url", map[string]string{"K8S_OPERATOR_URL": "ftp://nowhere"}, nil, "K8S_OPERATOR_URL"},
 		{"alias", map[string]string{"MASTER_OPERATOR_USE_MOCK": "perhaps"}, nil, "MASTER_OPERATOR_USE_MOCK"},
@@ -600,14 +602,17 @@ func TestFakeOperator(t *testing.T) {
 	var stderr lockedBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"fake-operator", "--kind", "pm", "--listen", addr, "--fail-times", "1", "--token", "tok"}, os.Getenv, io.Discard, &stderr)
+		done <- run(ctx, []string{"fake-operator", "--kind", "pm", "--listen", addr, "--fail-times", "1", "--token", "tok", "--fencing"}, os.Getenv, io.Discard, &stderr)
 	}()
+	fence := "5"
 	post := func(token string) int {
 		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/deploy",
 			strings.NewReader(`{"app":"a","version":"v1","deployments":[{"version":"v1","percent":1}]}`))
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
+		req.Header.Set("Boreas-Fence", fence)
+		req.Header.Set("Boreas-Request-Id", "req-"+fence)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return 0
@@ -628,6 +633,10 @@ func TestFakeOperator(t *testing.T) {
 	if got := post("tok"); got != http.StatusOK {
 		t.Errorf("second apply: %d, want 200", got)
 	}
+	fence = "4"
+	if got := post("tok"); got != http.StatusConflict {
+		t.Errorf("apply with an older fence: %d, want 409 (--fencing)", got)
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -637,10 +646,11 @@ func TestFakeOperator(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("fake-operator did not stop")
 	}
-	wantContains(t, "fake-operator log", stderr.String(), "/api/deploy", "503", "token required")
+	wantContains(t, "fake-operator log", stderr.String(), "/api/deploy", "503", "token required", "409", "req-4", "fencing")
 	if strings.Contains(stderr.String(), `"tok"`) {
 		t.Error("fake-operator logged its token")
 	}
+	wantContains(t, "fake-operator --help", runCmd(t, "fake-operator", "--help").stdout, "--fencing", "409 Conflict", "Boreas-Fence")
 	if r := runCmd(t, "fake-operator", "--kind", "mock"); r.code != 2 {
 		t.Errorf("--kind mock: exit %d, want 2", r.code)
 	}
