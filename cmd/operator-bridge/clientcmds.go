@@ -25,19 +25,21 @@ default 127.0.0.1:4222).
 
 ` + exitCodesHelp
 
-const deployUsage = `Usage: operator-bridge deploy --env ENV --app APP --version V [--deployments V=P,V=P] [--package JSON] [--timeout 30s] [--no-wait]
+const deployUsage = `Usage: operator-bridge deploy --env ENV --app APP --version V [--deployments V=P,V=P] [--package JSON] [--timeout 30s] [--no-wait] [--progress auto|on|off]
 
 Publishes a deploy request on deploy.request.<env> and waits for its result.
 --deployments splits traffic between versions: V=P with P a fraction (0.2) or
 a percentage (20%); a bare number over 1 is refused (write 20% or 0.2);
---version must be among them. A request the bridge would reject (a version
-with spaces, percents adding up to more than 1) is refused before sending. --package (a JSON object) is
-passed to the operator with --version's deployment. Exit code 0 only when the
-deploy succeeded; 1 when it failed, was rejected or superseded; 3 when no
-result came within --timeout; 130 when Ctrl-C stopped the wait. In both of
-the last two the request stays stored and queued, the bridge still applies
-it (or fails it once its retry window is spent), and 'watch --env ENV'
-shows its result.
+--version must be among them. --package (a JSON object) is passed to the
+operator with --version's deployment. A request the bridge would reject (a
+version with spaces, percents adding up to more than 1) is refused before it
+is sent, with exit code 2.
+
+Exit code 0 only when the deploy succeeded; 1 when it failed, was rejected
+or superseded; 3 when no result came within --timeout; 130 when Ctrl-C
+stopped the wait. In both of the last two the request stays stored and
+queued, the bridge still applies it (or fails it once its retry window is
+spent), and 'watch --env ENV' shows its result.
 
 On a terminal, a deploy with no result after 2s shows that the request is
 stored (its DEPLOY stream sequence), the operator's health as the bridge
