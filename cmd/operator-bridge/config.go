@@ -16,13 +16,13 @@ import (
 	"github.com/boreas/operator-bridge/operator"
 )
 
-// envPrefix is the prefix of every configuration variable (contract §7).
+// envPrefix is the prefix of every configuration variable (docs/configuration.md).
 const envPrefix = "OPERATOR_BRIDGE_"
 
 // configVar names the configuration file of serve (also serve --config).
 const configVar = envPrefix + "CONFIG"
 
-// serveConfig is the configuration of serve: every variable of contract §7
+// serveConfig is the configuration of serve: every variable of docs/configuration.md
 // but CONFIG. Each field's tags say where its value can come from:
 //
 //   - env: its variable;
@@ -60,6 +60,7 @@ type serveConfig struct {
 	EnvironmentsFile   string `env:"OPERATOR_BRIDGE_ENVIRONMENTS_FILE" file:"environments.file" desc:"environments file (YAML or JSON)"`
 	EnvironmentsBucket string `env:"OPERATOR_BRIDGE_ENVIRONMENTS_BUCKET" file:"environments.bucket" default:"environments" desc:"key-value bucket of environments, watched live; set it empty to turn it off"`
 	ManageStreams      bool   `env:"OPERATOR_BRIDGE_MANAGE_STREAMS" file:"jetstream.manage_streams" default:"true" desc:"create or update the streams and the environments bucket at start"`
+	Replicas           int    `env:"OPERATOR_BRIDGE_REPLICAS" file:"jetstream.replicas" default:"1" desc:"replica count (1 to 5) of the streams and buckets the bridge creates, 3 on a 3-node cluster; existing ones keep theirs"`
 
 	RetryWindow    time.Duration `env:"OPERATOR_BRIDGE_RETRY_WINDOW" file:"bridge.retry_window" default:"10m" desc:"how long a deploy request is retried before it fails"`
 	HealthInterval time.Duration `env:"OPERATOR_BRIDGE_HEALTH_INTERVAL" file:"bridge.health_interval" default:"30s" desc:"period of operator.health events"`
@@ -267,6 +268,9 @@ func (c *serveConfig) check(lookup func(string) (string, bool)) []string {
 		if d.v <= 0 {
 			add(d.name, "%s is not positive", d.v)
 		}
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		add("REPLICAS", "%d is not between 1 and 5", c.Replicas)
 	}
 	if c.MaxInFlight <= 0 {
 		add("MAX_IN_FLIGHT", "%d is not positive", c.MaxInFlight)

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,15 +26,16 @@ const serveUsage = `Usage: operator-bridge [serve] [flags]
 
 operator-bridge consumes deploy requests and status queries from NATS
 JetStream, calls the Kubernetes or physical-machine operator of each
-environment, and publishes one result per request (see CONTRACT.md).
+environment, and publishes one result per request (see docs/contract.md).
 
 serve (the default command) is configured by environment variables and an
 optional YAML file (--config); variables win over the file, the file over
-the defaults. With OPERATOR_BRIDGE_NATS_URL empty it starts an embedded NATS
-server with JetStream, which the nats CLI and the client commands can reach
-(in a Kubernetes pod an empty OPERATOR_BRIDGE_NATS_URL is an error). It
-checks its whole configuration before starting anything, logs to stderr and
-stops gracefully on SIGINT or SIGTERM.
+the defaults (docs/configuration.md explains each setting). With
+OPERATOR_BRIDGE_NATS_URL empty it starts an embedded NATS server with
+JetStream, which the nats CLI and the client commands can reach (in a
+Kubernetes pod an empty OPERATOR_BRIDGE_NATS_URL is an error). It checks its
+whole configuration before starting anything, logs to stderr and stops
+gracefully on SIGINT or SIGTERM.
 
 Commands:
 %s
@@ -140,13 +142,21 @@ func tuneGC(getenv func(string) string) {
 // serve runs the bridge until ctx ends.
 func serve(ctx context.Context, plan servePlan, log *slog.Logger) error {
 	cfg := plan.cfg
+	// Both addresses are checked before anything starts.
+	if cfg.HTTPAddr != "" {
+		if err := checkListen(cfg.HTTPAddr); err != nil {
+			return httpAddrError(cfg.HTTPAddr, err)
+		}
+	}
 	urls, readyNote := cfg.NATSURL, ""
 	if urls == "" {
 		if err := os.MkdirAll(cfg.EmbeddedNATSDir, 0o750); err != nil {
 			return fmt.Errorf("embedded NATS storage: %w", err)
 		}
 		if err := checkListen(cfg.EmbeddedNATSListen); err != nil {
-			return fmt.Errorf("embedded NATS server: %w (set %sEMBEDDED_NATS_LISTEN, or %sNATS_URL to use that server)", err, envPrefix, envPrefix)
+			return fmt.Errorf("embedded NATS server (%sEMBEDDED_NATS_LISTEN=%s): %w", envPrefix, cfg.EmbeddedNATSListen,
+				addrInUse(err, fmt.Sprintf("set %sEMBEDDED_NATS_LISTEN=127.0.0.1:4333, or %sNATS_URL=nats://%s to use the server listening there",
+					envPrefix, envPrefix, cfg.EmbeddedNATSListen)))
 		}
 		ns, err := natsembed.Start(natsembed.Config{Listen: cfg.EmbeddedNATSListen, StoreDir: cfg.EmbeddedNATSDir})
 		if err != nil {
@@ -171,7 +181,8 @@ func serve(ctx context.Context, plan servePlan, log *slog.Logger) error {
 	b, err := bridge.New(nc, plan.factory, bridge.Config{
 		Instance:           cfg.Instance,
 		Version:            semver(version),
-		ManageStreams:      cfg.ManageStreams,
+		ExternalStreams:    !cfg.ManageStreams,
+		Replicas:           cfg.Replicas,
 		EnvironmentsFile:   cfg.EnvironmentsFile,
 		EnvironmentsBucket: cfg.EnvironmentsBucket,
 		OperatorTimeout:    cfg.OperatorTimeout,
@@ -192,6 +203,9 @@ func serve(ctx context.Context, plan servePlan, log *slog.Logger) error {
 		"use_mock", cfg.UseMock, "environments_file", cfg.EnvironmentsFile,
 		"environments_bucket", cfg.EnvironmentsBucket, "http", cfg.HTTPAddr)
 	if err := b.Run(ctx); err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) && cfg.HTTPAddr != "" {
+			return httpAddrError(cfg.HTTPAddr, err) // taken since the check
+		}
 		return fmt.Errorf("bridge: %w", err)
 	}
 	if err := nc.Drain(); err != nil {
@@ -228,6 +242,20 @@ func semver(v string) string {
 		return "0.0.0-dev"
 	}
 	return s
+}
+
+// httpAddrError explains that the ops HTTP address cannot be listened on.
+func httpAddrError(addr string, err error) error {
+	return fmt.Errorf("ops HTTP server (%sHTTP_ADDR=%s): %w", envPrefix, addr,
+		addrInUse(err, fmt.Sprintf("set %sHTTP_ADDR=127.0.0.1:8091, or set it empty to serve no /healthz, /readyz and /metrics", envPrefix)))
+}
+
+// addrInUse adds a way out to a listen error on an address that is taken.
+func addrInUse(err error, wayOut string) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	return fmt.Errorf("%w (another process listens there, perhaps another operator-bridge: %s)", err, wayOut)
 }
 
 // checkListen fails at once when addr cannot be listened on (in use, say),
