@@ -10,7 +10,8 @@
 
 ARG GO_VERSION=1.26.8
 
-FROM golang:${GO_VERSION} AS build
+# Fully qualified, so podman and buildah need no short-name alias.
+FROM docker.io/library/golang:${GO_VERSION} AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
