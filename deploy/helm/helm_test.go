@@ -302,12 +302,21 @@ func checkRendered(t *testing.T, r rendered, v values) {
 		t.Errorf("resources: %+v", c.Resources)
 	}
 
+	// Every variable the chart sets is one the bridge reads (a misspelt one
+	// would be ignored): docs/configuration.md names them all.
+	docs, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
 	env := map[string]corev1.EnvVar{}
 	for _, e := range c.Env {
 		if _, dup := env[e.Name]; dup {
 			t.Errorf("variable %s set twice", e.Name)
 		}
 		env[e.Name] = e
+		if strings.HasPrefix(e.Name, "OPERATOR_BRIDGE_") && !bytes.Contains(docs, []byte("`"+e.Name+"`")) {
+			t.Errorf("%s is not a variable of docs/configuration.md", e.Name)
+		}
 	}
 	for name, want := range map[string]string{
 		"OPERATOR_BRIDGE_HTTP_ADDR":         "0.0.0.0:8090",
