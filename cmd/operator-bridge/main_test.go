@@ -79,7 +79,7 @@ func clearEnv(t *testing.T) {
 	t.Helper()
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, envPrefix) || strings.HasPrefix(name, "MASTER_OPERATOR_") {
+		if strings.HasPrefix(name, envPrefix) || strings.HasPrefix(name, "MASTER_OPERATOR_") || name == "KUBERNETES_SERVICE_HOST" {
 			t.Setenv(name, "")
 			os.Unsetenv(name)
 		}
@@ -475,8 +475,8 @@ func TestBadConfiguration(t *testing.T) {
 		{"log format", map[string]string{"LOG_FORMAT": "xml"}, nil, "LOG_FORMAT"},
 		{"log level", map[string]string{"LOG_LEVEL": "loud"}, nil, "LOG_LEVEL"},
 		{"max in flight", map[string]string{"MAX_IN_FLIGHT": "0"}, nil, "MAX_IN_FLIGHT"},
-		{"no replicas", map[string]string{"REPLICAS": "0"}, nil, "REPLICAS=0: want 1 to 5"},
-		{"too many replicas", map[string]string{"REPLICAS": "7"}, nil, "REPLICAS=7: want 1 to 5"},
+		{"no replicas", map[string]string{"REPLICAS": "0"}, nil, "OPERATOR_BRIDGE_REPLICAS: 0 is not between 1 and 5"},
+		{"too many replicas", map[string]string{"REPLICAS": "7"}, nil, "OPERATOR_BRIDGE_REPLICAS: 7 is not between 1 and 5"},
 		{"negative timeout", map[string]string{"OPERATOR_TIMEOUT": "-1s"}, nil, "OPERATOR_TIMEOUT"},
 		{"operator url", map[string]string{"K8S_OPERATOR_URL": "ftp://nowhere"}, nil, "K8S_OPERATOR_URL"},
 		{"alias", map[string]string{"MASTER_OPERATOR_USE_MOCK": "perhaps"}, nil, "MASTER_OPERATOR_USE_MOCK"},
@@ -507,32 +507,6 @@ func TestBadConfiguration(t *testing.T) {
 			wantCode(t, r, 2)
 			wantContains(t, "stderr", r.stderr, tt.want)
 		})
-	}
-}
-
-func TestLoadServeConfig(t *testing.T) {
-	clearEnv(t)
-	cfg, err := loadServeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.EnvironmentsBucket != "environments" || !cfg.ManageStreams || cfg.EmbeddedNATSListen != "127.0.0.1:4222" ||
-		cfg.MaxInFlight != 256 || cfg.RetryWindow != 10*time.Minute || cfg.EmbeddedNATSDir == "" || cfg.Instance == "" {
-		t.Errorf("defaults: %+v", cfg)
-	}
-	// Empty turns the bucket off, which envconfig alone cannot tell.
-	t.Setenv(envPrefix+"ENVIRONMENTS_BUCKET", "")
-	// An unprefixed name is not ours.
-	t.Setenv("HTTP_ADDR", "0.0.0.0:1")
-	cfg, err = loadServeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.EnvironmentsBucket != "" {
-		t.Errorf("ENVIRONMENTS_BUCKET set empty: bucket %q, want none", cfg.EnvironmentsBucket)
-	}
-	if cfg.HTTPAddr != "127.0.0.1:8090" {
-		t.Errorf("unprefixed HTTP_ADDR was read: %q", cfg.HTTPAddr)
 	}
 }
 
