@@ -19,6 +19,7 @@ import (
 
 	"github.com/boreas/operator-bridge/events"
 	"github.com/boreas/operator-bridge/operator"
+	"github.com/boreas/operator-bridge/statuspage"
 )
 
 // Factory builds the operators of a set of environments; *operator.Factory
@@ -161,7 +162,17 @@ func (b *Bridge) Run(ctx context.Context) error {
 			_ = svc.Stop()
 			return fmt.Errorf("http %s: %w", b.cfg.HTTPAddr, err)
 		}
-		srv = &http.Server{Handler: b.opsHandler(), ReadHeaderTimeout: 5 * time.Second}
+		page, err := statuspage.New(statuspage.Config{
+			JetStream: b.js, Environments: b.environmentInfos, SignOut: b.cfg.OpsToken != "", Logger: b.log,
+		})
+		if err != nil {
+			_ = svc.Stop()
+			return err
+		}
+		srv = &http.Server{Handler: b.opsHandler(page), ReadHeaderTimeout: 5 * time.Second}
+		// The page follows the streams until ctx ends, then closes its live
+		// connections, so the server's shutdown does not wait on them.
+		serving.Go(func() { _ = page.Run(ctx) })
 		serving.Go(func() { _ = srv.Serve(ln) })
 	}
 

@@ -62,6 +62,10 @@ type Config struct {
 	// Gatherer serves /metrics (default: the Registerer when it is a
 	// *prometheus.Registry).
 	Gatherer prometheus.Gatherer
+	// OpsToken, when set, protects the ops address: everything but /healthz
+	// and /readyz needs "Authorization: Bearer <OpsToken>" (browsers sign
+	// in once on the status page; see statuspage.RequireToken).
+	OpsToken string
 
 	// Logger receives one line per message outcome; nil discards.
 	Logger *slog.Logger

@@ -45,7 +45,7 @@ func contains(s, sub string) bool {
 	return sub == "" || strings.Contains(strings.ToLower(s), strings.ToLower(sub))
 }
 
-func (f filter) env(env string) bool      { return contains(env, f.Env) }
+func (f filter) env(env string) bool       { return contains(env, f.Env) }
 func (f filter) pair(env, app string) bool { return contains(env, f.Env) && contains(app, f.App) }
 
 // envRow is one environment as the page shows it.
@@ -220,7 +220,7 @@ var funcs = template.FuncMap{
 		if d < time.Second {
 			return fmt.Sprintf("%d ms", ms)
 		}
-		return d.Round(time.Second).String()
+		return d.Round(100 * time.Millisecond).String()
 	},
 	"join": strings.Join,
 }

@@ -53,6 +53,7 @@ type serveConfig struct {
 	LogLevel       string        `envconfig:"OPERATOR_BRIDGE_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat      string        `envconfig:"OPERATOR_BRIDGE_LOG_FORMAT" default:"auto" desc:"auto (colour text on a terminal, JSON otherwise), text or json"`
 	Instance       string        `envconfig:"OPERATOR_BRIDGE_INSTANCE" desc:"name of this replica in the source of its events"`
+	OpsToken       string        `envconfig:"OPERATOR_BRIDGE_OPS_TOKEN" desc:"when set, the ops address (status page, /metrics, /debug/pprof/) needs Authorization: Bearer <token>; /healthz and /readyz stay open"`
 }
 
 // loadServeConfig reads serveConfig from the process environment and fills

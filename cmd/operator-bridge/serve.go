@@ -127,6 +127,7 @@ func serve(ctx context.Context, cfg serveConfig, settings operator.Settings, log
 		HealthInterval:     cfg.HealthInterval,
 		MaxInFlight:        cfg.MaxInFlight,
 		HTTPAddr:           cfg.HTTPAddr,
+		OpsToken:           cfg.OpsToken,
 		Logger:             log,
 		Registerer:         reg,
 		Gatherer:           reg,
