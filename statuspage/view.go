@@ -222,7 +222,13 @@ var funcs = template.FuncMap{
 		}
 		return d.Round(100 * time.Millisecond).String()
 	},
-	"join": strings.Join,
+	// plural picks the word for n things.
+	"plural": func(n any, one, many string) string {
+		if fmt.Sprint(n) == "1" {
+			return one
+		}
+		return many
+	},
 }
 
 func parseTemplates() (*template.Template, error) {
