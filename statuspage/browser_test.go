@@ -184,6 +184,20 @@ func TestBrowser(t *testing.T) {
 	until("the version applied", `[...document.querySelectorAll("#applied tr")].some(r =>
 		r.textContent.includes("prod-eu") && r.textContent.includes("checkout") && r.textContent.includes("v2.4.0"))`)
 
+	// Another result arrives: the rows already shown keep their elements
+	// (a focused link or a selection in them stays put).
+	step("mark the result row", discard(chromedp.Evaluate[bool](`document.querySelector("#results tr[data-outcome]").kept = true`)))
+	msg, _, err = events.NewDeployRequest("/test/master", "dev", events.DeployRequest{App: "search", Version: "v1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.PublishMsg(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+	until("the second result above the first, the first row kept", `(() => {
+		const rows = [...document.querySelectorAll("#results tr")];
+		return rows.length === 2 && rows[0].textContent.includes("search") && rows[1].kept === true })()`)
+
 	// A rollout in progress, as the rollout tracker reports it.
 	publishProgress(t, js, map[string]any{"request_id": "rollout-1", "environment": "lab-racks", "app": "billing",
 		"target":   []map[string]any{{"version": "v7.1", "percent": 0.25}, {"version": "v7.0", "percent": 0.75}},

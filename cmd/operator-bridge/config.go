@@ -49,7 +49,7 @@ type serveConfig struct {
 	RetryWindow    time.Duration `envconfig:"OPERATOR_BRIDGE_RETRY_WINDOW" default:"10m" desc:"how long a deploy request is retried before it fails"`
 	HealthInterval time.Duration `envconfig:"OPERATOR_BRIDGE_HEALTH_INTERVAL" default:"30s" desc:"period of operator.health events"`
 	MaxInFlight    int           `envconfig:"OPERATOR_BRIDGE_MAX_IN_FLIGHT" default:"256" desc:"requests handled at once"`
-	HTTPAddr       string        `envconfig:"OPERATOR_BRIDGE_HTTP_ADDR" default:"127.0.0.1:8090" desc:"/healthz, /readyz and /metrics; empty serves nothing"`
+	HTTPAddr       string        `envconfig:"OPERATOR_BRIDGE_HTTP_ADDR" default:"127.0.0.1:8090" desc:"the status page, /healthz, /readyz and /metrics; empty serves nothing"`
 	LogLevel       string        `envconfig:"OPERATOR_BRIDGE_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat      string        `envconfig:"OPERATOR_BRIDGE_LOG_FORMAT" default:"auto" desc:"auto (colour text on a terminal, JSON otherwise), text or json"`
 	Instance       string        `envconfig:"OPERATOR_BRIDGE_INSTANCE" desc:"name of this replica in the source of its events"`

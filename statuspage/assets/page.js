@@ -14,21 +14,30 @@
     conn.textContent = text;
   }
 
+  // update makes el's children those of html, keeping each row (an
+  // element with an id) that did not change where it is.
   function update(el, html) {
     var t = document.createElement("template");
     t.innerHTML = html;
     if (el.innerHTML === t.innerHTML) return;
-    var next = Array.prototype.slice.call(t.content.children);
-    var cur = Array.prototype.slice.call(el.children);
-    var same = next.length === cur.length && next.every(function (n, i) {
-      return n.id && n.id === cur[i].id;
+    var keep = {};
+    Array.prototype.forEach.call(el.children, function (c) {
+      if (c.id) keep[c.id] = c;
     });
-    if (!same) {
-      el.replaceChildren(t.content);
+    var next = Array.prototype.slice.call(t.content.children).map(function (n) {
+      var old = n.id && keep[n.id];
+      return old && old.outerHTML === n.outerHTML ? old : n;
+    });
+    if (next.some(function (n) { return !n.id; })) {
+      el.replaceChildren.apply(el, next);
       return;
     }
+    // Take out what goes first, so the rows that stay never move.
+    Array.prototype.slice.call(el.children).forEach(function (c) {
+      if (next.indexOf(c) < 0) c.remove();
+    });
     next.forEach(function (n, i) {
-      if (n.outerHTML !== cur[i].outerHTML) cur[i].replaceWith(n);
+      if (el.children[i] !== n) el.insertBefore(n, el.children[i] || null);
     });
   }
 
