@@ -89,7 +89,7 @@ func TestBrowser(t *testing.T) {
 	}
 	addr := freeAddr(t)
 	b, err := bridge.New(nc, factory, bridge.Config{
-		Instance: "browser-test", ManageStreams: true, EnvironmentsFile: envFile,
+		Instance: "browser-test", EnvironmentsFile: envFile,
 		OperatorTimeout: time.Second, RetryWindow: 5 * time.Second, HealthInterval: time.Second,
 		HTTPAddr: addr, OpsToken: opsToken, Registerer: prometheus.NewRegistry(),
 	})

@@ -13,10 +13,10 @@ import (
 	"github.com/kelseyhightower/envconfig"
 )
 
-// envPrefix is the prefix of every configuration variable (contract §7).
+// envPrefix is the prefix of every configuration variable (docs/configuration.md).
 const envPrefix = "OPERATOR_BRIDGE_"
 
-// serveConfig is the configuration of serve: every variable of contract §7.
+// serveConfig is the configuration of serve: every variable of docs/configuration.md.
 // The tags carry the full variable names, so envconfig never falls back to
 // an unprefixed name. The operator settings (K8S_OPERATOR_URL ... OPERATOR_TLS_CA)
 // are listed here for --help and checked here, but they are read by
@@ -53,7 +53,7 @@ type serveConfig struct {
 	LogLevel       string        `envconfig:"OPERATOR_BRIDGE_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat      string        `envconfig:"OPERATOR_BRIDGE_LOG_FORMAT" default:"auto" desc:"auto (colour text on a terminal, JSON otherwise), text or json"`
 	Instance       string        `envconfig:"OPERATOR_BRIDGE_INSTANCE" desc:"name of this replica in the source of its events"`
-	OpsToken       string        `envconfig:"OPERATOR_BRIDGE_OPS_TOKEN" desc:"when set, the ops address (status page, /metrics, /debug/pprof/) needs Authorization: Bearer <token>; /healthz and /readyz stay open"`
+	OpsToken       string        `envconfig:"OPERATOR_BRIDGE_OPS_TOKEN" desc:"when set, the ops address (the status page, /metrics, /debug/pprof/) needs Authorization: Bearer <token>; /healthz and /readyz stay open"`
 }
 
 // loadServeConfig reads serveConfig from the process environment and fills

@@ -40,7 +40,6 @@ func TestServeOpsToken(t *testing.T) {
 		{"/", "", http.StatusUnauthorized},
 		{"/", "wrong", http.StatusUnauthorized},
 		{"/metrics", "ops-secret", http.StatusOK},
-		{"/debug/pprof/", "ops-secret", http.StatusOK},
 		{"/", "ops-secret", http.StatusOK},
 	}
 	for _, tt := range tests {
