@@ -95,6 +95,9 @@ type Page struct {
 	streams chan struct{} // MaxStreams tokens: one per open live connection
 	done    chan struct{} // closed when Run returns: live connections end
 	once    sync.Once
+
+	renderMu   sync.Mutex
+	renderings map[filter]*rendering // the latest per filter, shared by live connections
 }
 
 // New checks cfg and prepares a page; nothing touches NATS before Run.
@@ -112,8 +115,9 @@ func New(cfg Config) (*Page, error) {
 		board: newBoard(limits{results: cfg.History, rollouts: 500, applied: 5000, deadLetters: cfg.DeadLetters}),
 		tmpl:  tmpl,
 		// Two per page would be one too many: each page holds one.
-		streams: make(chan struct{}, cfg.MaxStreams),
-		done:    make(chan struct{}),
+		streams:    make(chan struct{}, cfg.MaxStreams),
+		done:       make(chan struct{}),
+		renderings: map[filter]*rendering{},
 	}
 	static, _ := fs.Sub(assets, "assets")
 	mux := http.NewServeMux()

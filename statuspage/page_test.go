@@ -461,6 +461,7 @@ func TestEventsPushChanges(t *testing.T) {
 	waitPage(t, srv.URL+"/", "everything read", func(b string) bool { return synced(b) && len(rows(b, "results")) == 4 })
 
 	s := openEvents(t, srv.URL+"/events?env=env-a")
+	all := openEvents(t, srv.URL+"/events") // a second page, unfiltered
 	// On connecting, every section comes, filtered like the page.
 	envs := s.until("envs", func(string) bool { return true })
 	if !strings.Contains(envs, `id="env-env-a"`) || strings.Contains(envs, `id="env-env-b"`) {
@@ -475,6 +476,7 @@ func TestEventsPushChanges(t *testing.T) {
 	if strings.Contains(res, "v-other") {
 		t.Error("a result of another environment reached a page filtered to env-a")
 	}
+	all.until("results", func(d string) bool { return strings.Contains(d, "v10") && strings.Contains(d, "v-other") })
 	if got := rows(`<tbody id="results">`+res+`</tbody>`, "results"); len(got) == 0 || got[0][4] != "rejected" || got[0][5] != "invalid_data" {
 		t.Errorf("newest result row %v, want the rejected v10 first", got)
 	}

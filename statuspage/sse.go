@@ -2,7 +2,6 @@ package statuspage
 
 import (
 	"bytes"
-	"hash/fnv"
 	"net/http"
 	"strings"
 	"time"
@@ -30,9 +29,8 @@ func (p *Page) serveEvents(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 
 	var (
-		sent     [numSections]uint64 // generations sent
-		sentHash [numSections]uint64 // hashes of the HTML sent
-		buf      bytes.Buffer
+		gensSent [numSections]uint64 // generations sent
+		htmlSent [numSections]string // the HTML sent
 		out      bytes.Buffer
 	)
 	write := func(b []byte) bool {
@@ -50,26 +48,16 @@ func (p *Page) serveEvents(w http.ResponseWriter, r *http.Request) {
 	defer keepAlive.Stop()
 	for {
 		gens, changed := p.board.watch()
-		if gens != sent {
-			v := p.view(f)
+		if gens != gensSent {
+			now := p.rendered(f, gens)
 			out.Reset()
 			for s := range numSections {
-				if gens[s] == sent[s] {
-					continue
-				}
-				buf.Reset()
-				if err := p.tmpl.ExecuteTemplate(&buf, sectionNames[s], v); err != nil {
-					p.log.Warn("status page: render", "section", sectionNames[s], "err", err)
-					continue
-				}
-				hash := fnv.New64a()
-				hash.Write(buf.Bytes())
-				if sum := hash.Sum64(); sum != sentHash[s] {
-					sentHash[s] = sum
-					writeEvent(&out, sectionNames[s], buf.String())
+				if now.html[s] != htmlSent[s] {
+					htmlSent[s] = now.html[s]
+					writeEvent(&out, sectionNames[s], now.html[s])
 				}
 			}
-			sent = gens
+			gensSent = gens
 			if out.Len() > 0 && !write(out.Bytes()) {
 				return
 			}
@@ -97,6 +85,46 @@ func (p *Page) serveEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// rendering is the page's sections rendered for one filter at one set of
+// generations.
+type rendering struct {
+	gens [numSections]uint64
+	html [numSections]string
+}
+
+// maxRenderings bounds the renderings kept: one per filter in use.
+const maxRenderings = 64
+
+// rendered returns the sections for filter f at generations gens, rendering
+// them only when no open page with the same filter has already: a hundred
+// open pages cost one rendering per change, not a hundred.
+func (p *Page) rendered(f filter, gens [numSections]uint64) *rendering {
+	p.renderMu.Lock()
+	r := p.renderings[f]
+	p.renderMu.Unlock()
+	if r != nil && r.gens == gens {
+		return r
+	}
+	v := p.view(f)
+	r = &rendering{gens: gens}
+	var buf bytes.Buffer
+	for s := range numSections {
+		buf.Reset()
+		if err := p.tmpl.ExecuteTemplate(&buf, sectionNames[s], v); err != nil {
+			p.log.Warn("status page: render", "section", sectionNames[s], "err", err)
+			continue
+		}
+		r.html[s] = buf.String()
+	}
+	p.renderMu.Lock()
+	if len(p.renderings) >= maxRenderings {
+		clear(p.renderings)
+	}
+	p.renderings[f] = r
+	p.renderMu.Unlock()
+	return r
 }
 
 // writeEvent writes one server-sent event; each line of data gets its own
