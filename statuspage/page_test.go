@@ -100,6 +100,26 @@ func publishProgress(t *testing.T, js jetstream.JetStream, data map[string]any) 
 	publish(t, js, msg)
 }
 
+// publishProgressBinary publishes a deploy.progress event in binary mode
+// (ce- headers, the data as the body).
+func publishProgressBinary(t *testing.T, js jetstream.JetStream, data map[string]any) {
+	t.Helper()
+	seq++
+	body, err := json.Marshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := nats.NewMsg("deploy.progress." + data["environment"].(string))
+	msg.Header.Set("ce-specversion", "1.0")
+	msg.Header.Set("ce-id", fmt.Sprintf("progress-%d", seq))
+	msg.Header.Set("ce-source", "%2Foperator-bridge%2Ftest")
+	msg.Header.Set("ce-type", statuspage.TypeDeployProgress)
+	msg.Header.Set("ce-time", time.Now().UTC().Format(time.RFC3339Nano))
+	msg.Header.Set("Content-Type", "application/json")
+	msg.Data = body
+	publish(t, js, msg)
+}
+
 func publishDeadLetter(t *testing.T, js jetstream.JetStream, from, reason string, body string) {
 	t.Helper()
 	msg := nats.NewMsg(events.DeadLetterSubject(from))
@@ -231,7 +251,8 @@ func fill(t *testing.T, js jetstream.JetStream) {
 		"phase":    "progressing", "final": false, "message": "v2 at 10% of 20%", "elapsed_ms": 5000, "future_field": "x"})
 	publishProgress(t, js, map[string]any{"request_id": "r4", "environment": "env-b", "app": "cart",
 		"target": []map[string]any{{"version": "v3", "percent": 1}}, "phase": "progressing", "final": false, "message": "v3 at 50%", "elapsed_ms": 1000})
-	publishProgress(t, js, map[string]any{"request_id": "r4", "environment": "env-b", "app": "cart",
+	// The final one comes in binary mode.
+	publishProgressBinary(t, js, map[string]any{"request_id": "r4", "environment": "env-b", "app": "cart",
 		"target": []map[string]any{{"version": "v3", "percent": 1}}, "phase": "converged", "final": true, "message": "converged", "elapsed_ms": 2000})
 
 	publishDeadLetter(t, js, "deploy.request.env-a", "no CloudEvent id", "garbage 1")
