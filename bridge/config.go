@@ -59,7 +59,8 @@ type Config struct {
 	// JetStream stored it (contract: 60s).
 	MaxClockSkew time.Duration
 
-	// HTTPAddr serves /healthz, /readyz and /metrics; empty serves nothing.
+	// HTTPAddr serves /healthz, /readyz, /metrics and the status page
+	// (package statuspage); empty serves nothing.
 	HTTPAddr string
 	// PProf also serves Go's profiles under /debug/pprof/ on HTTPAddr.
 	PProf bool
