@@ -89,17 +89,24 @@ func (p *Page) countDeadLetters(ctx context.Context, st jetstream.Stream) error 
 }
 
 // follow reads f's stream with an ordered consumer until ctx ends. After an
-// error (the stream missing, say) it starts again after the last message
-// it handled.
+// error (the stream missing, no permission) it starts again after the last
+// message it handled, waiting RetryDelay, doubled after each quick failure
+// up to a minute.
 func (p *Page) follow(ctx context.Context, f follower) {
 	var last uint64
+	delay := p.cfg.RetryDelay
 	for {
+		began := time.Now()
 		err := p.followOnce(ctx, f, &last)
 		if ctx.Err() != nil {
 			return
 		}
-		p.log.Warn("status page: following a stream", "stream", f.name, "err", err)
-		t := time.NewTimer(p.cfg.RetryDelay)
+		if time.Since(began) > time.Minute {
+			delay = p.cfg.RetryDelay
+		}
+		p.log.Warn("status page: following a stream", "stream", f.name, "err", err, "retry_in", delay)
+		t := time.NewTimer(delay)
+		delay = min(2*delay, time.Minute)
 		select {
 		case <-ctx.Done():
 			t.Stop()

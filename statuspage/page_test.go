@@ -542,3 +542,35 @@ func TestNewNeedsJetStream(t *testing.T) {
 		t.Error("New without JetStream: no error")
 	}
 }
+
+// TestStreamsCreatedLater: a page started before the streams exist follows
+// them once they do.
+func TestStreamsCreatedLater(t *testing.T) {
+	srv, err := natsembed.Start(natsembed.Config{StoreDir: filepath.Join(t.TempDir(), "js")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := startPage(t, statuspage.Config{JetStream: js, RetryDelay: 20 * time.Millisecond})
+	if _, body := get(t, page.URL+"/"); !strings.Contains(body, "reading history") {
+		t.Fatal("without streams, the page does not say it is still reading")
+	}
+	for _, cfg := range events.StreamConfigs() {
+		if _, err := js.CreateOrUpdateStream(t.Context(), cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publishHealth(t, js, events.Health{Environment: "env-late", Operator: "mock", Endpoint: "mock", Healthy: true, CheckedAt: checked, Circuit: "closed"})
+	waitPage(t, page.URL+"/", "env-late healthy", func(b string) bool {
+		return synced(b) && strings.Contains(b, `id="env-env-late" data-state="healthy"`)
+	})
+}
