@@ -574,3 +574,26 @@ func TestStreamsCreatedLater(t *testing.T) {
 		return synced(b) && strings.Contains(b, `id="env-env-late" data-state="healthy"`)
 	})
 }
+
+// TestManyEnvironments: the table stops at 1000 rows and says how many
+// more there are; the summary counts them all, the filter finds the rest.
+func TestManyEnvironments(t *testing.T) {
+	js := newJetStream(t)
+	var list []events.EnvironmentInfo
+	for i := range 1003 {
+		list = append(list, events.EnvironmentInfo{ID: fmt.Sprintf("env-%04d", i), Type: "mock", Endpoint: "mock", Active: true})
+	}
+	srv := startPage(t, statuspage.Config{JetStream: js, Environments: func() []events.EnvironmentInfo { return list }})
+	page := waitPage(t, srv.URL+"/", "the page", synced)
+	got := rows(page, "envs")
+	if len(got) != 1001 || got[1000][0] != "3 more environments: filter to see them." {
+		t.Errorf("%d rows, the last %v; want 1000 environments and a note of 3 more", len(got), got[len(got)-1])
+	}
+	if !strings.Contains(text(page), "1003 environments") {
+		t.Error("the summary does not count every environment")
+	}
+	_, page = get(t, srv.URL+"/?env=env-1002")
+	if got := rows(page, "envs"); len(got) != 1 || got[0][0] != "env-1002" {
+		t.Errorf("filtered to env-1002: %v", got)
+	}
+}

@@ -95,10 +95,16 @@ type view struct {
 	Applied     []applied
 	DeadLetters []deadLetter // newest first
 	History     int
+	// Hidden counts the rows left out of the tables past their limits.
+	Hidden struct{ Envs, Applied int }
 }
 
-// maxApplied bounds the rows of the applied-last table.
-const maxApplied = 500
+// The most rows the environments and applied-last tables show; the
+// summary still counts them all, and the filter finds the others.
+const (
+	maxEnvs    = 1000
+	maxApplied = 500
+)
 
 // view takes the board's state through f.
 func (p *Page) view(f filter) view {
@@ -160,6 +166,7 @@ func (p *Page) view(f filter) view {
 		return cmp.Or(strings.Compare(a.Environment, b.Environment), strings.Compare(a.App, b.App))
 	})
 	if len(v.Applied) > maxApplied {
+		v.Hidden.Applied = len(v.Applied) - maxApplied
 		v.Applied = v.Applied[:maxApplied]
 	}
 	v.Summary.Envs, v.Summary.Rollouts = len(v.Envs), len(v.Rollouts)
@@ -175,6 +182,10 @@ func (p *Page) view(f filter) view {
 		if e.Circuit() == "open" || e.Circuit() == "half_open" {
 			v.Summary.Open++
 		}
+	}
+	if len(v.Envs) > maxEnvs {
+		v.Hidden.Envs = len(v.Envs) - maxEnvs
+		v.Envs = v.Envs[:maxEnvs]
 	}
 	return v
 }
