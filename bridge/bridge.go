@@ -39,6 +39,7 @@ type Bridge struct {
 	metrics *metrics
 	source  string
 	owner   string // unique per process: lease owner
+	inbox   string // where other replicas forward requests (ForwardPrefix + a token)
 
 	manager  *operator.Manager
 	envs     *envSources
@@ -88,6 +89,7 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 		metrics:  m,
 		source:   events.SourceFor(cfg.Instance),
 		owner:    cfg.Instance + "-" + hex.EncodeToString(nonce),
+		inbox:    ForwardPrefix + hex.EncodeToString(nonce),
 		manager:  operator.NewManager(),
 		envs:     newEnvSources(),
 		keys:     newKeyQueues(keyQueueLen, 4*cfg.MaxInFlight),
@@ -163,7 +165,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		ln, err := net.Listen("tcp", b.cfg.HTTPAddr)
 		if err != nil {
 			_ = svc.Stop()
-			return fmt.Errorf("http %s: %w", b.cfg.HTTPAddr, err)
+			return fmt.Errorf("ops HTTP address (Config.HTTPAddr) %s: %w", b.cfg.HTTPAddr, err)
 		}
 		page, err := statuspage.New(statuspage.Config{
 			JetStream: b.js, Environments: b.environmentInfos, SignOut: b.cfg.OpsToken != "", Logger: b.log,
@@ -182,6 +184,16 @@ func (b *Bridge) Run(ctx context.Context) error {
 	// work outlives ctx by the shutdown grace: in-flight requests finish.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+
+	stopForwards, err := b.listen(work, b.inbox)
+	if err != nil {
+		_ = svc.Stop()
+		if srv != nil {
+			_ = srv.Close()
+			serving.Wait()
+		}
+		return err
+	}
 
 	// The keeper outlives the consumers: it reports in-flight messages in
 	// progress until they finish, frees idle keys' order leases after their
@@ -217,7 +229,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 	<-ctx.Done()
 	close(b.stopping)
 	b.log.Info("bridge stopping", "grace", b.cfg.ShutdownGrace)
-	loops.Wait() // consumers drained: nothing new starts
+	stopForwards() // nothing forwarded starts now
+	loops.Wait()   // consumers drained: nothing new starts
 
 	done := make(chan struct{})
 	go func() { b.workers.Wait(); close(done) }()

@@ -27,6 +27,8 @@ type deployJob struct {
 	// waited says what held the request back when it did not reach the
 	// operator, for the message of a request whose retry window ends so.
 	waited string
+	// holder is where to hand the request, when another replica holds its key.
+	holder string
 }
 
 // Key queue bounds: what comes beyond them is nak'd with keyFullDelay.
@@ -77,6 +79,10 @@ func (b *Bridge) runKey(ctx context.Context, j *deployJob) {
 			continue
 		}
 		f, hint := b.ordered(ctx, j)
+		if f == handedOver {
+			b.forward(ctx, j, j.holder)
+			continue
+		}
 		b.settleDeploy(ctx, j, f, hint)
 	}
 }
@@ -145,7 +151,10 @@ func (b *Bridge) ordered(ctx context.Context, j *deployJob) (finding, time.Durat
 	if when.IsZero() {
 		when = j.meta.Timestamp
 	}
-	t, err := b.order.Begin(ctx, j.key, ref{ID: env.ID, Time: when, Seq: j.meta.Sequence.Stream})
+	// Only a first delivery that no replica forwarded is forwarded.
+	_, fwd := j.msg.(*forwarded)
+	mayForward := j.meta.NumDelivered == 1 && !fwd
+	t, err := b.order.Begin(ctx, j.key, ref{ID: env.ID, Time: when, Seq: j.meta.Sequence.Stream}, mayForward)
 	if err != nil || t.verdict != proceed {
 		b.circuits.Cancel(endpoint)
 	}
@@ -176,6 +185,9 @@ func (b *Bridge) ordered(ctx context.Context, j *deployJob) (finding, time.Durat
 		}
 		j.res.Error = &events.ErrorInfo{Code: events.CodeSuperseded, Message: j.res.Message}
 		return settled, 0
+	case elsewhere:
+		j.holder = t.holder
+		return handedOver, 0
 	case wait:
 		b.metrics.leaseConflicts.Inc()
 		b.failWith(&j.res, fmt.Errorf("another replica is applying a request of %s/%s", env.Environment, req.App))

@@ -187,3 +187,25 @@ func TestWindowSpentWaitingSaysWhatHeldIt(t *testing.T) {
 		t.Fatalf("applied while another replica held the key: %v", got)
 	}
 }
+
+// A request handed to a lease holder that is gone comes back and takes the
+// ordinary way: it waits the lease out and is applied, once.
+func TestForwardToAGoneHolderFallsBack(t *testing.T) {
+	w := newWorld(t)
+	w.startBridge(func(o *bridgeOpts) { o.cfg.RetryWindow = 30 * time.Second })
+	kv, err := w.js.KeyValue(t.Context(), bridge.OrderBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A replica that died holding the key, with a short lease.
+	if _, err := kv.Put(t.Context(), "env-pm.gone", []byte(`{"lease":{"owner":"ghost","ttl_ms":300,"forward":"operator-bridge.forward.ghost"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	id := w.deploy("env-pm", events.DeployRequest{App: "gone", Version: "v1"})
+	if r := w.result(id); r.Outcome != events.Succeeded || r.Attempts != 1 {
+		t.Fatalf("result: %+v", r)
+	}
+	if got := w.pm.Applied("gone"); len(got) != 1 {
+		t.Fatalf("applied %v, want once", got)
+	}
+}

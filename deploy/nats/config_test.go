@@ -429,12 +429,24 @@ func TestSingleNodePermissions(t *testing.T) {
 	// master: requests and queries go in; results, health and dead letters do not.
 	req := master.mustStore(t, "deploy.request.env-001", `{"id":"r1"}`)
 	master.mustStore(t, "status.query.env-001", `{"id":"q1"}`)
-	for _, subj := range []string{"deploy.result.env-001", "status.result.env-001", "operator.health.env-001", "deadletter.deploy.request.env-001"} {
+	for _, subj := range []string{"deploy.result.env-001", "status.result.env-001", "operator.health.env-001", "deadletter.deploy.request.env-001",
+		bridge.ForwardPrefix + "abcd"} {
 		master.mustNotPublish(t, subj)
+	}
+	// Bridges hand requests to each other; nobody else may.
+	fwd, err := br.nc.SubscribeSync(bridge.ForwardPrefix + "abcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := br.nc.Publish(bridge.ForwardPrefix+"abcd", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fwd.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("bridge: forward a request to another bridge: %v", err)
 	}
 
 	// viewer: reads only.
-	for _, subj := range []string{"deploy.request.env-001", "status.query.env-001", "deploy.result.env-001", "operator.health.env-001", "deadletter.x"} {
+	for _, subj := range []string{"deploy.request.env-001", "status.query.env-001", "deploy.result.env-001", "operator.health.env-001", "deadletter.x", bridge.ForwardPrefix + "abcd"} {
 		viewer.mustNotPublish(t, subj)
 	}
 	viewer.mustFail(t, "put into the environments bucket", func(ctx context.Context) error {
