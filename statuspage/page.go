@@ -16,8 +16,14 @@ import (
 	"github.com/boreas/operator-bridge/events"
 )
 
-//go:embed assets
-var assets embed.FS
+// assets are the stylesheet and script, served under /assets/; templates
+// are the HTML the page and the sign-in form are rendered from.
+var (
+	//go:embed assets
+	assets embed.FS
+	//go:embed templates
+	templates embed.FS
+)
 
 // Config configures a Page. Zero values take the documented defaults.
 type Config struct {
@@ -110,11 +116,10 @@ func New(cfg Config) (*Page, error) {
 		return nil, err
 	}
 	p := &Page{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		board: newBoard(limits{results: cfg.History, rollouts: 500, applied: 5000, deadLetters: cfg.DeadLetters}),
-		tmpl:  tmpl,
-		// Two per page would be one too many: each page holds one.
+		cfg:        cfg,
+		log:        cfg.Logger,
+		board:      newBoard(limits{results: cfg.History, rollouts: 500, applied: 5000, deadLetters: cfg.DeadLetters}),
+		tmpl:       tmpl,
 		streams:    make(chan struct{}, cfg.MaxStreams),
 		done:       make(chan struct{}),
 		renderings: map[filter]*rendering{},

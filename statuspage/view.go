@@ -243,5 +243,5 @@ var funcs = template.FuncMap{
 }
 
 func parseTemplates() (*template.Template, error) {
-	return template.New("").Funcs(funcs).ParseFS(assets, "assets/*.html")
+	return template.New("").Funcs(funcs).ParseFS(templates, "templates/*.html")
 }
