@@ -105,6 +105,15 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 	return b, nil
 }
 
+// afterWork is the part of a shutdown grace kept for what follows the
+// in-flight requests: freeing order leases (sweepTimeout) and closing the
+// ops server.
+func afterWork(grace time.Duration) time.Duration { return min(3*time.Second, grace/4) }
+
+// drainTimeout bounds how long a consumer hands over what the client
+// buffered at shutdown; what is left is redelivered after the ack wait.
+const drainTimeout = time.Second
+
 // pullBatch bounds the messages a consumer pulls ahead.
 const pullBatch = 128
 
@@ -227,6 +236,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 		"max_in_flight", b.cfg.MaxInFlight, "http", b.cfg.HTTPAddr)
 
 	<-ctx.Done()
+	// Everything below ends within the grace: in-flight requests get it
+	// less what freeing leases and closing the ops server need after them.
+	stopBy := time.Now().Add(b.cfg.ShutdownGrace)
 	close(b.stopping)
 	b.log.Info("bridge stopping", "grace", b.cfg.ShutdownGrace)
 	stopForwards() // nothing forwarded starts now
@@ -236,7 +248,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	go func() { b.workers.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(b.cfg.ShutdownGrace):
+	case <-time.After(time.Until(stopBy.Add(-afterWork(b.cfg.ShutdownGrace)))):
 		b.log.Warn("shutdown grace spent: cancelling in-flight requests")
 		cancelWork()
 		<-done
@@ -245,7 +257,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	keeper.Wait()
 	_ = svc.Stop()
 	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), stopBy)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 		serving.Wait()
@@ -343,7 +355,7 @@ func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handle
 			cc.Drain()
 			select {
 			case <-cc.Closed():
-			case <-time.After(b.cfg.ShutdownGrace):
+			case <-time.After(min(drainTimeout, b.cfg.ShutdownGrace/4)):
 				cc.Stop()
 			}
 			recreate()

@@ -118,6 +118,19 @@ func TestRedeliveryAfterTheDuplicateWindowStoresNoSecondResult(t *testing.T) {
 		ci, err := cons.Info(ctx)
 		return err == nil && ci.NumAckPending == 0 && ci.NumPending == 0 && ci.Delivered.Consumer >= 2
 	})
+	// Looking left no consumer behind: after a crash hundreds of
+	// redeliveries look, and a stream's consumers are limited.
+	st, err := w.js.Stream(ctx, events.StreamDeploy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for n := range st.ConsumerNames(ctx).Name() {
+		names = append(names, n)
+	}
+	if len(names) != 1 || names[0] != bridge.DeployConsumer {
+		t.Fatalf("consumers of DEPLOY after the look: %v", names)
+	}
 	if got := w.storedResults()[id]; len(got) != 1 {
 		t.Fatalf("%d stored results, want the one stored before: %+v", len(got), got)
 	}
