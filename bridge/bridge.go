@@ -170,6 +170,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	var srv *http.Server
 	var serving sync.WaitGroup
+	// The status page follows the streams until ctx ends (or Run returns
+	// early), then closes its live connections, so the server's shutdown
+	// does not wait on them.
+	pageCtx, stopPage := context.WithCancel(ctx)
+	var paging sync.WaitGroup
+	defer func() { stopPage(); paging.Wait() }()
 	if b.cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", b.cfg.HTTPAddr)
 		if err != nil {
@@ -180,13 +186,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 			JetStream: b.js, Environments: b.environmentInfos, SignOut: b.cfg.OpsToken != "", Logger: b.log,
 		})
 		if err != nil {
+			_ = ln.Close()
 			_ = svc.Stop()
 			return err
 		}
 		srv = &http.Server{Handler: b.opsHandler(page), ReadHeaderTimeout: 5 * time.Second}
-		// The page follows the streams until ctx ends, then closes its live
-		// connections, so the server's shutdown does not wait on them.
-		serving.Go(func() { _ = page.Run(ctx) })
+		paging.Go(func() { _ = page.Run(pageCtx) })
 		serving.Go(func() { _ = srv.Serve(ln) })
 	}
 
