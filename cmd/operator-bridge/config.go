@@ -67,8 +67,9 @@ type serveConfig struct {
 	MaxInFlight    int           `env:"OPERATOR_BRIDGE_MAX_IN_FLIGHT" file:"bridge.max_in_flight" default:"256" desc:"requests handled at once"`
 	Instance       string        `env:"OPERATOR_BRIDGE_INSTANCE" file:"bridge.instance" desc:"name of this replica in the source of its events"`
 
-	HTTPAddr string `env:"OPERATOR_BRIDGE_HTTP_ADDR" file:"http.addr" default:"127.0.0.1:8090" desc:"/healthz, /readyz and /metrics (0.0.0.0:8090 in a container); empty serves nothing"`
+	HTTPAddr string `env:"OPERATOR_BRIDGE_HTTP_ADDR" file:"http.addr" default:"127.0.0.1:8090" desc:"the status page, /healthz, /readyz and /metrics (0.0.0.0:8090 in a container); empty serves nothing"`
 	PProf    bool   `env:"OPERATOR_BRIDGE_PPROF" file:"http.pprof" default:"false" desc:"serve Go's profiles under /debug/pprof/ on the ops address"`
+	OpsToken string `env:"OPERATOR_BRIDGE_OPS_TOKEN" file:"http.ops_token" secret:"true" desc:"when set, the ops address (the status page, /metrics, /debug/pprof/) needs Authorization: Bearer <token>; /healthz and /readyz stay open"`
 
 	LogLevel  string `env:"OPERATOR_BRIDGE_LOG_LEVEL" file:"log.level" default:"info" desc:"debug, info, warn or error"`
 	LogFormat string `env:"OPERATOR_BRIDGE_LOG_FORMAT" file:"log.format" default:"auto" desc:"auto (colour text on a terminal, JSON otherwise), text or json"`

@@ -160,7 +160,7 @@ func runDemo(ctx context.Context, c *cli, args []string) error {
 	out.line(fmt.Sprintf("  NATS (embedded, JetStream)  %s  %s", p.cyan(url), p.dim("data in "+dir)))
 	out.line(fmt.Sprintf("  fake Kubernetes operator    %s", k8s.URL))
 	out.line(fmt.Sprintf("  fake physical operator      %s", pm.URL))
-	out.line(fmt.Sprintf("  bridge /healthz /readyz /metrics  http://%s", httpAddr))
+	out.line(fmt.Sprintf("  status page and /metrics    http://%s/", httpAddr))
 	out.line(p.dim(fmt.Sprintf("  settings: OPERATOR_TIMEOUT=%s RETRY_WINDOW=%s HEALTH_INTERVAL=%s", demoOperatorTimeout, demoRetryWindow, demoHealthInterval)))
 	out.line("")
 

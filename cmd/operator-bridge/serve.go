@@ -192,6 +192,7 @@ func serve(ctx context.Context, plan servePlan, log *slog.Logger) error {
 		HTTPAddr:           cfg.HTTPAddr,
 		PProf:              cfg.PProf,
 		ReadyNote:          readyNote,
+		OpsToken:           cfg.OpsToken,
 		Logger:             log,
 		Registerer:         reg,
 		Gatherer:           reg,
