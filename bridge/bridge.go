@@ -51,7 +51,7 @@ type Bridge struct {
 	envKV    jetstream.KeyValue
 	envWatch jetstream.KeyWatcher
 
-	sem      chan struct{} // MAX_IN_FLIGHT tokens: one per worker (a key's queue waits without one)
+	tasks    chan task     // to the MAX_IN_FLIGHT workers; unbuffered: a message waits for a free one
 	stopping chan struct{} // closed when Run's context ends
 	workers  sync.WaitGroup
 
@@ -95,7 +95,7 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 		keys:     newKeyQueues(keyQueueLen, 4*cfg.MaxInFlight),
 		health:   newHealthBoard(),
 		progress: newProgress(),
-		sem:      make(chan struct{}, cfg.MaxInFlight),
+		tasks:    make(chan task),
 		stopping: make(chan struct{}),
 	}
 	b.circuits = newCircuits(circuitThreshold, circuitCoolDown, func(endpoint string, s circuitState) {
@@ -199,8 +199,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
-	stopForwards, err := b.listen(work, b.inbox)
+	b.runWorkers(work)
+	stopForwards, err := b.listen(b.inbox)
 	if err != nil {
+		close(b.tasks)
 		_ = svc.Stop()
 		if srv != nil {
 			_ = srv.Close()
@@ -248,6 +250,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	b.log.Info("bridge stopping", "grace", b.cfg.ShutdownGrace)
 	stopForwards() // nothing forwarded starts now
 	loops.Wait()   // consumers drained: nothing new starts
+	close(b.tasks) // the workers end once they are done
 
 	done := make(chan struct{})
 	go func() { b.workers.Wait(); close(done) }()
@@ -275,6 +278,37 @@ func (b *Bridge) Run(ctx context.Context) error {
 // calls release once the message is settled (which may be after it returns:
 // a deploy request that waits for its key).
 type handler func(ctx context.Context, m jetstream.Msg)
+
+// task is a message for a worker and what handles it.
+type task struct {
+	m jetstream.Msg
+	h handler
+}
+
+// runWorkers starts the MAX_IN_FLIGHT workers, which handle tasks under work
+// until tasks is closed. A fixed set of workers keeps the stacks they grew,
+// where a goroutine per message would grow one anew each time.
+func (b *Bridge) runWorkers(work context.Context) {
+	for range b.cfg.MaxInFlight {
+		b.workers.Go(func() {
+			for t := range b.tasks {
+				t.h(work, t.m)
+			}
+		})
+	}
+}
+
+// dispatch hands m to a worker, holding it (kept in progress) while it waits
+// for one; when the bridge stops first, m is nak'd.
+func (b *Bridge) dispatch(m jetstream.Msg, h handler) {
+	b.hold(m)
+	select {
+	case b.tasks <- task{m: m, h: h}:
+	case <-b.stopping:
+		_ = m.Nak()
+		b.release(m)
+	}
+}
 
 // hold counts a message as the bridge's from the moment it is delivered: it
 // is reported in progress until release.
@@ -318,19 +352,7 @@ func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handle
 				_ = m.Nak()
 				return
 			}
-			// Held (kept in progress) while it waits for a worker.
-			b.hold(m)
-			select {
-			case b.sem <- struct{}{}:
-			case <-b.stopping:
-				_ = m.Nak()
-				b.release(m)
-				return
-			}
-			b.workers.Go(func() {
-				defer func() { <-b.sem }()
-				h(work, m)
-			})
+			b.dispatch(m, h)
 		},
 			// Messages buffered by the client before they reach this
 			// callback cannot be kept in progress; a small buffer keeps
