@@ -52,6 +52,8 @@ type Bridge struct {
 	envWatch jetstream.KeyWatcher
 
 	tasks    chan task     // to the MAX_IN_FLIGHT workers; unbuffered: a message waits for a free one
+	held     chan struct{} // one per message held, running or queued for its key: the bound of both
+	unstored *unstored
 	stopping chan struct{} // closed when Run's context ends
 	workers  sync.WaitGroup
 
@@ -96,6 +98,8 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 		health:   newHealthBoard(),
 		progress: newProgress(),
 		tasks:    make(chan task),
+		held:     make(chan struct{}, cfg.MaxInFlight+4*cfg.MaxInFlight),
+		unstored: newUnstored(),
 		stopping: make(chan struct{}),
 	}
 	b.circuits = newCircuits(circuitThreshold, circuitCoolDown, func(endpoint string, s circuitState) {
@@ -299,8 +303,17 @@ func (b *Bridge) runWorkers(work context.Context) {
 }
 
 // dispatch hands m to a worker, holding it (kept in progress) while it waits
-// for one; when the bridge stops first, m is nak'd.
+// for one; when the bridge stops first, m is nak'd. While the bridge holds
+// as many messages as its workers and key queues take, dispatch waits: the
+// consumer then stops pulling, and nothing waits unseen in its buffer for
+// long.
 func (b *Bridge) dispatch(m jetstream.Msg, h handler) {
+	select {
+	case b.held <- struct{}{}:
+	case <-b.stopping:
+		_ = m.Nak()
+		return
+	}
 	b.hold(m)
 	select {
 	case b.tasks <- task{m: m, h: h}:
@@ -317,10 +330,11 @@ func (b *Bridge) hold(m jetstream.Msg) {
 	b.progress.add(m)
 }
 
-// release ends what hold began.
+// release ends what hold (and dispatch) began.
 func (b *Bridge) release(m jetstream.Msg) {
 	b.progress.remove(m)
 	b.metrics.inFlight.Dec()
+	<-b.held
 }
 
 // consumeLoop consumes stream's durable consumer until stop ends, handing

@@ -102,7 +102,7 @@ func (b *Bridge) prepare(ctx context.Context, j *deployJob) (finding, time.Durat
 		j.res.Message = err.Error()
 		return unidentifiable, 0
 	}
-	if j.meta.NumDelivered > 1 {
+	if j.meta.NumDelivered > 1 && !b.unstored.follows(j.meta.Sequence.Stream, j.meta.NumDelivered) {
 		// A redelivery may come after its result was stored (the ack was
 		// lost), later than the duplicate window: look before doing anything.
 		stored, serr := b.answered(ctx, events.StreamDeploy, events.DeployResultSubject(env.Environment),
@@ -281,6 +281,12 @@ func (b *Bridge) apply(ctx context.Context, e operator.Entry, req events.DeployR
 func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint time.Duration) {
 	defer b.release(j.msg)
 	act, delay := decide(f, time.Since(j.meta.Timestamp), b.cfg.RetryWindow, j.meta.NumDelivered, hint)
+	seq := j.meta.Sequence.Stream
+	if act == nakWithDelay {
+		b.unstored.nakd(seq, j.meta.NumDelivered)
+	} else {
+		b.unstored.done(seq)
+	}
 	switch act {
 	case deadLetter:
 		b.deadLetter(ctx, j.msg, j.res.Message)
