@@ -19,6 +19,7 @@ import (
 
 	"github.com/boreas/operator-bridge/events"
 	"github.com/boreas/operator-bridge/operator"
+	"github.com/boreas/operator-bridge/statuspage"
 )
 
 // Factory builds the operators of a set of environments; *operator.Factory
@@ -50,7 +51,9 @@ type Bridge struct {
 	envKV    jetstream.KeyValue
 	envWatch jetstream.KeyWatcher
 
-	sem      chan struct{} // MAX_IN_FLIGHT tokens: one per worker (a key's queue waits without one)
+	tasks    chan task     // to the MAX_IN_FLIGHT workers; unbuffered: a message waits for a free one
+	held     chan struct{} // one per message held, running or queued for its key: the bound of both
+	unstored *unstored
 	stopping chan struct{} // closed when Run's context ends
 	workers  sync.WaitGroup
 
@@ -94,7 +97,9 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 		keys:     newKeyQueues(keyQueueLen, 4*cfg.MaxInFlight),
 		health:   newHealthBoard(),
 		progress: newProgress(),
-		sem:      make(chan struct{}, cfg.MaxInFlight),
+		tasks:    make(chan task),
+		held:     make(chan struct{}, cfg.MaxInFlight+4*cfg.MaxInFlight),
+		unstored: newUnstored(),
 		stopping: make(chan struct{}),
 	}
 	b.circuits = newCircuits(circuitThreshold, circuitCoolDown, func(endpoint string, s circuitState) {
@@ -103,6 +108,15 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 	})
 	return b, nil
 }
+
+// afterWork is the part of a shutdown grace kept for what follows the
+// in-flight requests: freeing order leases (sweepTimeout) and closing the
+// ops server.
+func afterWork(grace time.Duration) time.Duration { return min(3*time.Second, grace/4) }
+
+// drainTimeout bounds how long a consumer hands over what the client
+// buffered at shutdown; what is left is redelivered after the ack wait.
+const drainTimeout = time.Second
 
 // pullBatch bounds the messages a consumer pulls ahead.
 const pullBatch = 128
@@ -160,13 +174,28 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	var srv *http.Server
 	var serving sync.WaitGroup
+	// The status page follows the streams until ctx ends (or Run returns
+	// early), then closes its live connections, so the server's shutdown
+	// does not wait on them.
+	pageCtx, stopPage := context.WithCancel(ctx)
+	var paging sync.WaitGroup
+	defer func() { stopPage(); paging.Wait() }()
 	if b.cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", b.cfg.HTTPAddr)
 		if err != nil {
 			_ = svc.Stop()
 			return fmt.Errorf("ops HTTP address (Config.HTTPAddr) %s: %w", b.cfg.HTTPAddr, err)
 		}
-		srv = &http.Server{Handler: b.opsHandler(), ReadHeaderTimeout: 5 * time.Second}
+		page, err := statuspage.New(statuspage.Config{
+			JetStream: b.js, Environments: b.environmentInfos, SignOut: b.cfg.OpsToken != "", Logger: b.log,
+		})
+		if err != nil {
+			_ = ln.Close()
+			_ = svc.Stop()
+			return err
+		}
+		srv = &http.Server{Handler: b.opsHandler(page), ReadHeaderTimeout: 5 * time.Second}
+		paging.Go(func() { _ = page.Run(pageCtx) })
 		serving.Go(func() { _ = srv.Serve(ln) })
 	}
 
@@ -174,8 +203,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
-	stopForwards, err := b.listen(work, b.inbox)
+	b.runWorkers(work)
+	stopForwards, err := b.listen(b.inbox)
 	if err != nil {
+		close(b.tasks)
 		_ = svc.Stop()
 		if srv != nil {
 			_ = srv.Close()
@@ -216,16 +247,20 @@ func (b *Bridge) Run(ctx context.Context) error {
 		"max_in_flight", b.cfg.MaxInFlight, "http", b.cfg.HTTPAddr)
 
 	<-ctx.Done()
+	// Everything below ends within the grace: in-flight requests get it
+	// less what freeing leases and closing the ops server need after them.
+	stopBy := time.Now().Add(b.cfg.ShutdownGrace)
 	close(b.stopping)
 	b.log.Info("bridge stopping", "grace", b.cfg.ShutdownGrace)
 	stopForwards() // nothing forwarded starts now
 	loops.Wait()   // consumers drained: nothing new starts
+	close(b.tasks) // the workers end once they are done
 
 	done := make(chan struct{})
 	go func() { b.workers.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(b.cfg.ShutdownGrace):
+	case <-time.After(time.Until(stopBy.Add(-afterWork(b.cfg.ShutdownGrace)))):
 		b.log.Warn("shutdown grace spent: cancelling in-flight requests")
 		cancelWork()
 		<-done
@@ -234,7 +269,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	keeper.Wait()
 	_ = svc.Stop()
 	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), stopBy)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 		serving.Wait()
@@ -248,6 +283,46 @@ func (b *Bridge) Run(ctx context.Context) error {
 // a deploy request that waits for its key).
 type handler func(ctx context.Context, m jetstream.Msg)
 
+// task is a message for a worker and what handles it.
+type task struct {
+	m jetstream.Msg
+	h handler
+}
+
+// runWorkers starts the MAX_IN_FLIGHT workers, which handle tasks under work
+// until tasks is closed. A fixed set of workers keeps the stacks they grew,
+// where a goroutine per message would grow one anew each time.
+func (b *Bridge) runWorkers(work context.Context) {
+	for range b.cfg.MaxInFlight {
+		b.workers.Go(func() {
+			for t := range b.tasks {
+				t.h(work, t.m)
+			}
+		})
+	}
+}
+
+// dispatch hands m to a worker, holding it (kept in progress) while it waits
+// for one; when the bridge stops first, m is nak'd. While the bridge holds
+// as many messages as its workers and key queues take, dispatch waits: the
+// consumer then stops pulling, and nothing waits unseen in its buffer for
+// long.
+func (b *Bridge) dispatch(m jetstream.Msg, h handler) {
+	select {
+	case b.held <- struct{}{}:
+	case <-b.stopping:
+		_ = m.Nak()
+		return
+	}
+	b.hold(m)
+	select {
+	case b.tasks <- task{m: m, h: h}:
+	case <-b.stopping:
+		_ = m.Nak()
+		b.release(m)
+	}
+}
+
 // hold counts a message as the bridge's from the moment it is delivered: it
 // is reported in progress until release.
 func (b *Bridge) hold(m jetstream.Msg) {
@@ -255,10 +330,11 @@ func (b *Bridge) hold(m jetstream.Msg) {
 	b.progress.add(m)
 }
 
-// release ends what hold began.
+// release ends what hold (and dispatch) began.
 func (b *Bridge) release(m jetstream.Msg) {
 	b.progress.remove(m)
 	b.metrics.inFlight.Dec()
+	<-b.held
 }
 
 // consumeLoop consumes stream's durable consumer until stop ends, handing
@@ -290,19 +366,7 @@ func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handle
 				_ = m.Nak()
 				return
 			}
-			// Held (kept in progress) while it waits for a worker.
-			b.hold(m)
-			select {
-			case b.sem <- struct{}{}:
-			case <-b.stopping:
-				_ = m.Nak()
-				b.release(m)
-				return
-			}
-			b.workers.Go(func() {
-				defer func() { <-b.sem }()
-				h(work, m)
-			})
+			b.dispatch(m, h)
 		},
 			// Messages buffered by the client before they reach this
 			// callback cannot be kept in progress; a small buffer keeps
@@ -332,7 +396,7 @@ func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handle
 			cc.Drain()
 			select {
 			case <-cc.Closed():
-			case <-time.After(b.cfg.ShutdownGrace):
+			case <-time.After(min(drainTimeout, b.cfg.ShutdownGrace/4)):
 				cc.Stop()
 			}
 			recreate()

@@ -102,7 +102,7 @@ func (b *Bridge) prepare(ctx context.Context, j *deployJob) (finding, time.Durat
 		j.res.Message = err.Error()
 		return unidentifiable, 0
 	}
-	if j.meta.NumDelivered > 1 {
+	if j.meta.NumDelivered > 1 && !b.unstored.follows(j.meta.Sequence.Stream, j.meta.NumDelivered) {
 		// A redelivery may come after its result was stored (the ack was
 		// lost), later than the duplicate window: look before doing anything.
 		stored, serr := b.answered(ctx, events.StreamDeploy, events.DeployResultSubject(env.Environment),
@@ -180,8 +180,13 @@ func (b *Bridge) ordered(ctx context.Context, j *deployJob) (finding, time.Durat
 		switch {
 		case t.sentBefore:
 			j.res.Message = fmt.Sprintf("sent to the operator earlier with no answer recorded; request %s, newer, was %s for %s/%s since; not sent again", t.winner, appliedOrSent(t.winnerApplied), env.Environment, req.App)
-		default:
+		case j.meta.NumDelivered == 1:
+			// A first delivery: nobody can have sent it before.
 			j.res.Message = fmt.Sprintf("superseded by request %s, %s for %s/%s and newer than this one; not sent", t.winner, appliedOrSent(t.winnerApplied), env.Environment, req.App)
+		default:
+			// An earlier delivery may have reached the operator, and the
+			// order state no longer remembers it: say only what this one did.
+			j.res.Message = fmt.Sprintf("superseded by request %s, %s for %s/%s and newer than this one; this delivery was not passed to the operator (an earlier one may have been)", t.winner, appliedOrSent(t.winnerApplied), env.Environment, req.App)
 		}
 		j.res.Error = &events.ErrorInfo{Code: events.CodeSuperseded, Message: j.res.Message}
 		return settled, 0
@@ -276,6 +281,12 @@ func (b *Bridge) apply(ctx context.Context, e operator.Entry, req events.DeployR
 func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint time.Duration) {
 	defer b.release(j.msg)
 	act, delay := decide(f, time.Since(j.meta.Timestamp), b.cfg.RetryWindow, j.meta.NumDelivered, hint)
+	seq := j.meta.Sequence.Stream
+	if act == nakWithDelay {
+		b.unstored.nakd(seq, j.meta.NumDelivered)
+	} else {
+		b.unstored.done(seq)
+	}
 	switch act {
 	case deadLetter:
 		b.deadLetter(ctx, j.msg, j.res.Message)
