@@ -82,6 +82,7 @@ type Findings struct {
 	Violations []Violation
 
 	answered map[int]time.Time // request message index → first result stored
+	failed   map[int]bool      // request message index → a result says failed
 }
 
 // Count returns how many violations of kind were found.
@@ -101,7 +102,7 @@ func (f Findings) OK() bool { return len(f.Violations) == 0 }
 // Check checks a history against the bridge's promises; see the package
 // documentation for what it looks for.
 func Check(h History) Findings {
-	c := checker{h: h, f: Findings{History: h, answered: map[int]time.Time{}}}
+	c := checker{h: h, f: Findings{History: h, answered: map[int]time.Time{}, failed: map[int]bool{}}}
 	c.index()
 	c.results()
 	c.applies()
@@ -173,6 +174,7 @@ func (c *checker) results() {
 		}
 		first := slices.MinFunc(rs, func(a, b ResultMsg) int { return a.Stored.Compare(b.Stored) })
 		c.f.answered[i] = first.Stored
+		c.f.failed[i] = slices.ContainsFunc(rs, func(r ResultMsg) bool { return r.Outcome == string(events.Failed) })
 		if took := first.Stored.Sub(req.Stored); limit > 0 && took > limit {
 			c.add(Violation{Kind: Late, Key: req.Key(), RequestID: req.ID, At: req.Stored,
 				Detail: fmt.Sprintf("result stored %s after its request, past the retry window %s + %s", took.Round(time.Millisecond), c.h.RetryWindow, c.h.Slack)})

@@ -187,6 +187,8 @@ func TestFigures(t *testing.T) {
 	h.Results[0].Source = events.SourceFor("replica-2")
 	h.Results[1].Source = events.SourceFor("replica-1")
 	h.Results = slices.Delete(h.Results, 2, 3) // r3, stored during the stall, never answered
+	h.Results[0].Outcome = string(events.Failed)
+	h.Applies[0].Accepted = false // it failed
 	f := Check(h)
 	got := f.Figures()
 	type row struct {
@@ -213,7 +215,7 @@ func TestReport(t *testing.T) {
 	if err := Check(cleanHistory()).Report(&b, "clean"); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## clean", "CHAOS_SEED=7", "| kill | kill replica-1 (500ms) | 3 | 3 | 0 | 0 | 0 | 0 | 0 | 0.2 s | 0.2 s |", "| **all** | 1 | 3 | 3 |", "every check passed",
+	for _, want := range []string{"## clean", "CHAOS_SEED=7", "| kill | kill replica-1 (500ms) | 3 | 3 | 0 | 0 | 0 | 0 | 0 | 0 | 0.2 s | 0.2 s |", "| **all** | 1 | 3 | 3 |", "every check passed",
 		"Results by outcome: succeeded 2, superseded 1."} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report does not contain %q:\n%s", want, b.String())

@@ -51,7 +51,7 @@
 //     settled, replicas that exited on their own, and replicas that did not
 //     exit within their grace on SIGTERM.
 //
-// [Report] writes the figures per phase (requests, results, missing,
+// [Report] writes the figures per phase (requests, results, failed, missing,
 // duplicates, order violations, lying results, late results, time to
 // recover) as a Markdown table.
 //

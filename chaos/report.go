@@ -16,6 +16,7 @@ type PhaseFigures struct {
 	Faults     []FaultWindow
 	Requests   int // request messages stored during the phase
 	Results    int // of those, how many have at least one result
+	Failed     int // of those, how many have a result whose outcome is failed
 	Missing    int
 	Duplicates int
 	Order      int // order violations and final-state violations
@@ -65,10 +66,14 @@ func (f Findings) Figures() []PhaseFigures {
 	}
 	for i, r := range h.Requests {
 		_, answered := f.answered[i]
+		failed := f.failed[i]
 		each(r.Stored, func(p *PhaseFigures) {
 			p.Requests++
 			if answered {
 				p.Results++
+			}
+			if failed {
+				p.Failed++
 			}
 		})
 	}
@@ -140,15 +145,15 @@ func (f Findings) Report(w io.Writer, title string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## %s\n\n", title)
 	fmt.Fprintf(&b, "Seed %d (replay with `CHAOS_SEED=%d`), retry window %s.\n\n", h.Seed, h.Seed, h.RetryWindow)
-	b.WriteString("| phase | faults | requests | results | missing | duplicates | order violations | lying results | late results | first result after fault | backlog cleared after fault |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| phase | faults | requests | results | failed | missing | duplicates | order violations | lying results | late results | first result after fault | backlog cleared after fault |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, p := range f.Figures() {
 		name := p.Phase.Name
 		if name == "all" {
 			name = "**all**"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %s | %s |\n",
-			name, describeFaults(p.Faults, p.Phase.Name == "all"), p.Requests, p.Results, p.Missing, p.Duplicates, p.Order, p.Lies, p.Late,
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %s | %s |\n",
+			name, describeFaults(p.Faults, p.Phase.Name == "all"), p.Requests, p.Results, p.Failed, p.Missing, p.Duplicates, p.Order, p.Lies, p.Late,
 			recoveryText(p.FirstResult, len(p.Faults)), recoveryText(p.Backlog, len(p.Faults)))
 	}
 	b.WriteString("\n")
