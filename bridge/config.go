@@ -57,6 +57,16 @@ type Config struct {
 	// JetStream stored it (contract: 60s).
 	MaxClockSkew time.Duration
 
+	// RolloutTimeout is how long a rollout is followed before it is
+	// timed_out (default 10m); a request's rollout.timeout overrides it.
+	RolloutTimeout time.Duration
+	// RolloutPoll is the interval of status calls per tracked rollout
+	// (default 5s, with jitter); at most one progress event per interval.
+	RolloutPoll time.Duration
+	// RolloutGrace is how long a target version may stay below min_healthy
+	// before the rollout is degraded (default 2m).
+	RolloutGrace time.Duration
+
 	// HTTPAddr serves /healthz, /readyz and /metrics; empty serves nothing.
 	HTTPAddr string
 	// Gatherer serves /metrics (default: the Registerer when it is a
@@ -97,6 +107,15 @@ func (c *Config) setDefaults() error {
 	if c.MaxClockSkew == 0 {
 		c.MaxClockSkew = 60 * time.Second
 	}
+	if c.RolloutTimeout == 0 {
+		c.RolloutTimeout = 10 * time.Minute
+	}
+	if c.RolloutPoll == 0 {
+		c.RolloutPoll = 5 * time.Second
+	}
+	if c.RolloutGrace == 0 {
+		c.RolloutGrace = 2 * time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -117,6 +136,14 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxInFlight < 0 {
 		errs = append(errs, fmt.Errorf("max in flight %d is negative", c.MaxInFlight))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"rollout timeout", c.RolloutTimeout}, {"rollout poll", c.RolloutPoll}, {"rollout grace", c.RolloutGrace}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %v is negative", d.name, d.v))
+		}
 	}
 	if c.AckWait >= 2*time.Minute {
 		errs = append(errs, fmt.Errorf("ack wait %v must stay inside the 2m duplicate window", c.AckWait))

@@ -216,6 +216,11 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 		b.logDeploy(ctx, j, slog.LevelWarn, "result not stored; will retry", "err", err)
 		return
 	}
+	// Rollout tracking (issue 12): a request that an operator call applied
+	// (not a replay answered "already applied") is followed from here on.
+	if j.commit != nil {
+		b.trackRollout(ctx, j)
+	}
 	_ = j.msg.Ack()
 	b.metrics.events.WithLabelValues(events.TypeDeployRequest, string(j.res.Outcome)).Inc()
 	level := slog.LevelInfo
