@@ -466,6 +466,7 @@ func (r *rollouts) follow(ctx context.Context, key string, rev uint64, st rollou
 			}
 		}
 		next := f.observe(ctx)
+		next.Final = next.Phase.Final()
 		if ctx.Err() != nil {
 			f.handBack(ctx)
 			return
