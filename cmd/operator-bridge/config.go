@@ -49,6 +49,9 @@ type serveConfig struct {
 	RetryWindow    time.Duration `envconfig:"OPERATOR_BRIDGE_RETRY_WINDOW" default:"10m" desc:"how long a deploy request is retried before it fails"`
 	HealthInterval time.Duration `envconfig:"OPERATOR_BRIDGE_HEALTH_INTERVAL" default:"30s" desc:"period of operator.health events"`
 	MaxInFlight    int           `envconfig:"OPERATOR_BRIDGE_MAX_IN_FLIGHT" default:"256" desc:"requests handled at once"`
+	RolloutTimeout time.Duration `envconfig:"OPERATOR_BRIDGE_ROLLOUT_TIMEOUT" default:"10m" desc:"how long a rollout is followed before timed_out (a request's rollout.timeout overrides it)"`
+	RolloutPoll    time.Duration `envconfig:"OPERATOR_BRIDGE_ROLLOUT_POLL" default:"5s" desc:"status calls per tracked rollout: one per this interval (with jitter)"`
+	RolloutGrace   time.Duration `envconfig:"OPERATOR_BRIDGE_ROLLOUT_GRACE" default:"2m" desc:"how long a target version may stay below min_healthy before degraded"`
 	HTTPAddr       string        `envconfig:"OPERATOR_BRIDGE_HTTP_ADDR" default:"127.0.0.1:8090" desc:"/healthz, /readyz and /metrics; empty serves nothing"`
 	LogLevel       string        `envconfig:"OPERATOR_BRIDGE_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat      string        `envconfig:"OPERATOR_BRIDGE_LOG_FORMAT" default:"auto" desc:"auto (colour text on a terminal, JSON otherwise), text or json"`
@@ -85,7 +88,8 @@ func loadServeConfig() (serveConfig, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"OPERATOR_TIMEOUT", cfg.OperatorTimeout}, {"RETRY_WINDOW", cfg.RetryWindow}, {"HEALTH_INTERVAL", cfg.HealthInterval}} {
+	}{{"OPERATOR_TIMEOUT", cfg.OperatorTimeout}, {"RETRY_WINDOW", cfg.RetryWindow}, {"HEALTH_INTERVAL", cfg.HealthInterval},
+		{"ROLLOUT_TIMEOUT", cfg.RolloutTimeout}, {"ROLLOUT_POLL", cfg.RolloutPoll}, {"ROLLOUT_GRACE", cfg.RolloutGrace}} {
 		if d.v <= 0 {
 			problems = append(problems, fmt.Sprintf("%s%s=%s: must be positive", envPrefix, d.name, d.v))
 		}

@@ -424,6 +424,7 @@ var contractVariables = []string{
 	"ENVIRONMENTS_FILE", "ENVIRONMENTS_BUCKET", "MANAGE_STREAMS",
 	"OPERATOR_TIMEOUT", "RETRY_WINDOW", "HEALTH_INTERVAL", "MAX_IN_FLIGHT", "HTTP_ADDR",
 	"LOG_LEVEL", "LOG_FORMAT", "INSTANCE",
+	"ROLLOUT_TIMEOUT", "ROLLOUT_POLL", "ROLLOUT_GRACE",
 }
 
 func TestHelp(t *testing.T) {
@@ -465,6 +466,8 @@ func TestBadConfiguration(t *testing.T) {
 		{"log level", map[string]string{"LOG_LEVEL": "loud"}, nil, "LOG_LEVEL"},
 		{"max in flight", map[string]string{"MAX_IN_FLIGHT": "0"}, nil, "MAX_IN_FLIGHT"},
 		{"negative timeout", map[string]string{"OPERATOR_TIMEOUT": "-1s"}, nil, "OPERATOR_TIMEOUT"},
+		{"zero rollout poll", map[string]string{"ROLLOUT_POLL": "0s"}, nil, "ROLLOUT_POLL"},
+		{"rollout grace", map[string]string{"ROLLOUT_GRACE": "a while"}, nil, "OPERATOR_BRIDGE_ROLLOUT_GRACE"},
 		{"operator url", map[string]string{"K8S_OPERATOR_URL": "ftp://nowhere"}, nil, "K8S_OPERATOR_URL"},
 		{"alias", map[string]string{"MASTER_OPERATOR_USE_MOCK": "perhaps"}, nil, "MASTER_OPERATOR_USE_MOCK"},
 		{"tls pair", map[string]string{"NATS_TLS_CERT": "/x.pem"}, nil, "NATS_TLS_KEY"},
