@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -25,7 +26,7 @@ default 127.0.0.1:4222).
 
 ` + exitCodesHelp
 
-const deployUsage = `Usage: operator-bridge deploy --env ENV --app APP --version V [--deployments V=P,V=P] [--package JSON] [--timeout 30s] [--no-wait]
+const deployUsage = `Usage: operator-bridge deploy --env ENV --app APP --version V [--deployments V=P,V=P] [--package JSON] [--timeout 30s] [--no-wait | --wait converged]
 
 Publishes a deploy request on deploy.request.<env> and waits for its result.
 --deployments splits traffic between versions: V=P with P a fraction (0.2) or
@@ -33,6 +34,14 @@ a percentage (20%); --version must be among them. --package (a JSON object) is
 passed to the operator with --version's deployment. Exit code 0 only when the
 deploy succeeded; 1 when it failed, was rejected or superseded; 3 when no
 result came within --timeout (the bridge may still be retrying).
+
+--wait converged goes on after the result and follows the rollout
+(deploy.progress.<env>) live: each version's share and health against its
+target, and the time since the result, until the rollout converged (exit 0),
+degraded, timed out or was superseded (exit 1), or --timeout passed (exit 3;
+its default is then the rollout timeout plus a minute). --json prints the
+final progress event. --rollout-timeout and --min-healthy set the request's
+rollout field; --no-rollout turns tracking off for the request.
 ` + clientHelp
 
 func runDeploy(ctx context.Context, c *cli, args []string) error {
@@ -46,9 +55,15 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 	pkg := fs.String("package", "", "package `JSON` object for --version's deployment")
 	noWait := fs.Bool("no-wait", false, "publish and return without waiting for the result")
 	id := fs.String("id", "", "event id (default: a new UUID); re-sending an id within 2 minutes is stored once")
+	wait := fs.String("wait", waitResult, "what to wait for: `result` (the deploy result) or converged (the rollout's final phase)")
+	rolloutTimeout := fs.Duration("rollout-timeout", 0, "the request's rollout.timeout (0: the bridge's, 10m by default)")
+	minHealthy := fs.Int("min-healthy", -1, "the request's rollout.min_healthy, 0-100 (-1: the default, 100)")
+	noRollout := fs.Bool("no-rollout", false, "send rollout: false (the bridge does not follow the rollout)")
 	if err := parseFlags(c, fs, deployUsage, args); err != nil {
 		return err
 	}
+	timeoutSet := false
+	fs.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
 	if *env == "" || *app == "" || *ver == "" {
 		return usageError("deploy: --env, --app and --version are required")
 	}
@@ -56,6 +71,30 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 		return usageError("deploy: --env %q is not an environment ID (1-64 of A-Z a-z 0-9 _ -)", *env)
 	}
 	req := events.DeployRequest{App: *app, Version: *ver}
+	switch {
+	case *wait != waitResult && *wait != waitConverged:
+		return usageError("deploy: --wait %q: want result or converged", *wait)
+	case *wait == waitConverged && (*noWait || *noRollout):
+		return usageError("deploy: --wait converged goes with neither --no-wait nor --no-rollout")
+	case *minHealthy > 100 || *minHealthy < -1:
+		return usageError("deploy: --min-healthy %d: want 0-100", *minHealthy)
+	case *rolloutTimeout < 0:
+		return usageError("deploy: --rollout-timeout %s is negative", *rolloutTimeout)
+	}
+	if *noRollout {
+		req.Rollout = &events.Rollout{Off: true}
+	} else if *rolloutTimeout > 0 || *minHealthy >= 0 {
+		req.Rollout = &events.Rollout{Timeout: *rolloutTimeout}
+		if *minHealthy >= 0 {
+			req.Rollout.MinHealthy = minHealthy
+		}
+	}
+	if *wait == waitConverged && !timeoutSet {
+		cf.timeout = 10*time.Minute + time.Minute
+		if *rolloutTimeout > 0 {
+			cf.timeout = *rolloutTimeout + time.Minute
+		}
+	}
 	var err error
 	if req.Deployments, err = parseDeployments(*deps, *ver, *pkg); err != nil {
 		return usageError("deploy: %v", err)
@@ -68,6 +107,9 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 	defer closeSession()
 	wctx, cancel := cf.callContext(ctx)
 	defer cancel()
+	// Progress events are stored after the request; a minute allows for
+	// this machine's clock being ahead of the server's.
+	since := time.Now().Add(-time.Minute)
 	pub, res, err := bc.deploy(wctx, *env, *id, req, !*noWait)
 	p := palette{on: !cf.json && c.useColor(c.stdout)}
 	if err != nil {
@@ -85,15 +127,19 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(c.stdout, "published request %s to %s\n", pub.ID, pub.Subject)
 		return nil
 	}
-	if cf.json {
+	follow := *wait == waitConverged && res.Outcome == events.Succeeded
+	if cf.json && !follow {
 		if err := writeJSON(c.stdout, res); err != nil {
 			return err
 		}
-	} else {
+	} else if !cf.json {
 		printDeployResult(c.stdout, p, *res)
 	}
 	if res.Outcome != events.Succeeded {
 		return withCode(exitFailed, nil)
+	}
+	if follow {
+		return cf.explain(followRollout(wctx, c.stdout, p, bc, *env, *app, pub.ID, since, cf.json))
 	}
 	return nil
 }
@@ -307,7 +353,8 @@ func runEnvs(ctx context.Context, c *cli, args []string) error {
 const watchUsage = `Usage: operator-bridge watch [--from new|all|last|DURATION|TIME|SEQ] [--subjects S,S]
 
 Follows the bridge's events live, one line each (JSON lines with --json):
-deploy results, status results and operator health by default. --from
+deploy results, rollout progress, status results and operator health by
+default. --from
 replays history: all of it, the last event of each subject, the last 15m,
 everything since an RFC 3339 time, or from a stream sequence (applied to each
 stream watched). Each stream is read in order; events of different streams
@@ -320,7 +367,7 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 	var cf clientFlags
 	cf.register(fs, c, 0)
 	from := fs.String("from", "new", "where to start: new, all, last, a `duration`, a time or a stream sequence")
-	subjects := fs.String("subjects", "deploy.result.>,status.result.>,operator.health.>", "comma-separated `subjects` to follow")
+	subjects := fs.String("subjects", "deploy.result.>,deploy.progress.>,status.result.>,operator.health.>", "comma-separated `subjects` to follow")
 	count := fs.Int("count", 0, "stop after `N` events (0: no limit)")
 	dur := fs.Duration("for", 0, "stop after this long (0: until Ctrl-C)")
 	if err := parseFlags(c, fs, watchUsage, args); err != nil {
