@@ -407,7 +407,7 @@ func TestDemoOnce(t *testing.T) {
 	r := runCmd(t, "demo", "--once", "--listen", "127.0.0.1:0")
 	wantCode(t, r, 0)
 	wantContains(t, "demo", r.stdout,
-		"All 11 scripted steps got their expected outcome",
+		"All 13 scripted steps got their expected outcome", "rollout converged", "rollout degraded",
 		"unknown_environment", "environment_inactive", "invalid_data", "operator_rejected", "superseded",
 		"stream ls", "micro ls", "operator-bridge.environments", "deploy.result.>")
 	if strings.Contains(r.stdout, "NOT as expected") {
