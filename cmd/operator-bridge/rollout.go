@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/boreas/operator-bridge/events"
+	"github.com/boreas/operator-bridge/operator/operatortest"
 )
 
 // Values of deploy --wait.
@@ -112,4 +115,51 @@ func progressSummary(p palette, ev events.DeployProgress) string {
 		s += " " + p.dim(ev.Message)
 	}
 	return s
+}
+
+// rolloutFlags registers fake-operator's rollout flags.
+func rolloutFlags(fs *flag.FlagSet) (*operatortest.Rollout, *string) {
+	ro := &operatortest.Rollout{}
+	fs.Float64Var(&ro.Step, "rollout-step", 0, "move this `fraction` of traffic per --rollout-every (0: at once)")
+	fs.DurationVar(&ro.Every, "rollout-every", time.Second, "interval of the rollout steps")
+	fs.BoolVar(&ro.Stuck, "stuck", false, "never move traffic after an apply (the rollout gets stuck)")
+	unhealthy := fs.String("unhealthy", "", "`V=LEVEL,...`: versions that report this health level (default 100)")
+	return ro, unhealthy
+}
+
+// parseUnhealthy checks the rollout flags and reads --unhealthy
+// ("v2=40,v3=0") into ro.
+func parseUnhealthy(s string, ro *operatortest.Rollout) error {
+	if ro.Step < 0 || ro.Step > 1 || ro.Every <= 0 {
+		return fmt.Errorf("--rollout-step %v / --rollout-every %s: want a fraction 0-1 and a positive interval", ro.Step, ro.Every)
+	}
+	if s == "" {
+		return nil
+	}
+	ro.Unhealthy = map[string]int{}
+	for _, item := range strings.Split(s, ",") {
+		v, l, ok := strings.Cut(strings.TrimSpace(item), "=")
+		level, err := strconv.Atoi(l)
+		if !ok || v == "" || err != nil || level < 0 || level > 100 {
+			return fmt.Errorf("--unhealthy item %q: want VERSION=LEVEL with a level 0-100", item)
+		}
+		ro.Unhealthy[v] = level
+	}
+	return nil
+}
+
+func describeRollout(ro operatortest.Rollout) string {
+	var parts []string
+	switch {
+	case ro.Stuck:
+		parts = append(parts, "stuck")
+	case ro.Step > 0:
+		parts = append(parts, fmt.Sprintf("%s every %s", percentText(ro.Step), ro.Every))
+	default:
+		parts = append(parts, "at once")
+	}
+	for v, l := range ro.Unhealthy {
+		parts = append(parts, fmt.Sprintf("%s health %d", v, l))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -71,4 +74,47 @@ func TestDeployWaitConverged(t *testing.T) {
 			t.Errorf("watch --count 2 printed %d lines:\n%s", len(lines), r.stdout)
 		}
 	})
+}
+
+func TestFakeOperatorRollout(t *testing.T) {
+	addr := testAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	var stderr lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"fake-operator", "--kind", "pm", "--listen", addr, "--stuck", "--unhealthy", "v1=40"}, os.Getenv, io.Discard, &stderr)
+	}()
+	c, err := operator.NewClient(operator.Physical, "http://"+addr, operator.ClientOptions{Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := c.Apply(t.Context(), operator.ApplyRequest{App: "a", Version: "v1"})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("apply: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	st, err := c.Status(t.Context(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stuck where it started (no traffic yet), and unhealthy.
+	if len(st.Versions) != 1 || st.Versions[0].Percent != 0 || st.Versions[0].Healthy.Level != 40 {
+		t.Errorf("status %+v", st)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("fake-operator: %v", err)
+	}
+	wantContains(t, "fake-operator log", stderr.String(), "stuck", "v1 health 40")
+	for _, bad := range [][]string{{"--unhealthy", "v1=200"}, {"--unhealthy", "v1"}, {"--rollout-step", "2"}} {
+		if r := runCmd(t, append([]string{"fake-operator", "--kind", "pm"}, bad...)...); r.code != 2 {
+			t.Errorf("%v: exit %d, want 2", bad, r.code)
+		}
+	}
 }
