@@ -230,7 +230,7 @@ func (b *Bridge) trackRollout(ctx context.Context, j *deployJob) {
 		Started: now, Deadline: now.Add(timeout),
 	}
 	if err := b.rollouts.track(ctx, st); err != nil {
-		b.log.Error("rollout not tracked", "environment", st.Environment, "app", st.App, "id", st.RequestID, "err", err)
+		b.log.Error("rollout not tracked", "environment", st.Environment, "app", st.App, "request_id", st.RequestID, "err", err)
 	}
 }
 
@@ -401,7 +401,7 @@ func (r *rollouts) takeOver(ctx context.Context) {
 			r.release(c.key)
 			continue
 		}
-		r.log.Info("rollout taken over", "environment", st.Environment, "app", st.App, "id", st.RequestID, "from", prev)
+		r.log.Info("rollout taken over", "environment", st.Environment, "app", st.App, "request_id", st.RequestID, "from", prev)
 		r.start(c.key, rev, st)
 	}
 }
@@ -458,12 +458,10 @@ func (r *rollouts) follow(ctx context.Context, key string, rev uint64, st rollou
 			return
 		}
 		if f.st.Pending {
-			if !f.publish(ctx) {
-				continue
-			}
-			if f.st.Done {
-				continue // to write it
-			}
+			// Published again (the same id) or for the first time: either
+			// way this round's event; the next observation waits a poll.
+			f.publish(ctx)
+			continue
 		}
 		next := f.observe(ctx)
 		next.Final = next.Phase.Final()
@@ -504,10 +502,10 @@ func (f *follower) save(ctx context.Context) bool {
 		return true
 	}
 	if isConflict(err) {
-		f.r.log.Info("rollout lease lost", "environment", f.st.Environment, "app", f.st.App, "id", f.st.RequestID)
+		f.r.log.Info("rollout lease lost", "environment", f.st.Environment, "app", f.st.App, "request_id", f.st.RequestID)
 		return false
 	}
-	f.r.log.Warn("rollout state not saved; will retry", "environment", f.st.Environment, "app", f.st.App, "id", f.st.RequestID, "err", err)
+	f.r.log.Warn("rollout state not saved; will retry", "environment", f.st.Environment, "app", f.st.App, "request_id", f.st.RequestID, "err", err)
 	return true
 }
 
@@ -519,7 +517,7 @@ func (f *follower) publish(ctx context.Context) bool {
 	msg, err := events.NewDeployProgress(f.r.b.source, f.st.envelope(), f.st.Seq, f.st.Sent, ev)
 	if err != nil {
 		// Cannot happen with the phases this file makes; do not loop on it.
-		f.r.log.Error("progress event cannot be made", "id", f.st.RequestID, "err", err)
+		f.r.log.Error("progress event cannot be made", "request_id", f.st.RequestID, "err", err)
 		f.st.Pending, f.dirty = false, true
 		return false
 	}
@@ -527,7 +525,7 @@ func (f *follower) publish(ctx context.Context) bool {
 	_, err = f.r.b.js.PublishMsg(pctx, msg)
 	cancel()
 	if err != nil {
-		f.r.log.Warn("progress event not stored; will retry", "environment", f.st.Environment, "app", f.st.App, "id", f.st.RequestID, "err", err)
+		f.r.log.Warn("progress event not stored; will retry", "environment", f.st.Environment, "app", f.st.App, "request_id", f.st.RequestID, "err", err)
 		return false
 	}
 	// Pending is cleared in the next write that happens anyway; a replica
@@ -540,7 +538,7 @@ func (f *follower) publish(ctx context.Context) bool {
 		f.r.finals.WithLabelValues(string(ev.Phase)).Inc()
 	}
 	f.r.log.Log(ctx, level, "rollout "+string(ev.Phase), "environment", ev.Environment, "app", ev.App,
-		"id", ev.RequestID, "message", ev.Message, "elapsed", time.Duration(ev.ElapsedMS)*time.Millisecond)
+		"request_id", ev.RequestID, "message", ev.Message, "elapsed", time.Duration(ev.ElapsedMS)*time.Millisecond)
 	return true
 }
 
