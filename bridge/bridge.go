@@ -42,7 +42,7 @@ type Bridge struct {
 	manager  *operator.Manager
 	envs     *envSources
 	order    *orderBook
-	keys     *keyLocks
+	keys     *keyQueues
 	circuits *circuits
 	health   *healthBoard
 	progress *progress
@@ -50,7 +50,7 @@ type Bridge struct {
 	envKV    jetstream.KeyValue
 	envWatch jetstream.KeyWatcher
 
-	sem      chan struct{} // MAX_IN_FLIGHT tokens: one per request being handled
+	sem      chan struct{} // MAX_IN_FLIGHT tokens: one per worker (a key's queue waits without one)
 	stopping chan struct{} // closed when Run's context ends
 	workers  sync.WaitGroup
 
@@ -90,7 +90,7 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 		owner:    cfg.Instance + "-" + hex.EncodeToString(nonce),
 		manager:  operator.NewManager(),
 		envs:     newEnvSources(),
-		keys:     newKeyLocks(),
+		keys:     newKeyQueues(keyQueueLen, 4*cfg.MaxInFlight),
 		health:   newHealthBoard(),
 		progress: newProgress(),
 		sem:      make(chan struct{}, cfg.MaxInFlight),
@@ -103,6 +103,9 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 	})
 	return b, nil
 }
+
+// pullBatch bounds the messages a consumer pulls ahead.
+const pullBatch = 128
 
 // Circuit settings: a few consecutive unavailable answers open an endpoint's
 // circuit; after the cool-down one probe call is let through.
@@ -180,7 +183,20 @@ func (b *Bridge) Run(ctx context.Context) error {
 	var keeper sync.WaitGroup
 	keepCtx, stopKeeper := context.WithCancel(work)
 	keeper.Go(func() { b.progress.run(keepCtx, b.cfg.AckWait/3) })
-	keeper.Go(func() { b.order.runSweeper(keepCtx, b.keys.TryLock) })
+	// The sweeper frees idle keys' leases; a request that queues for a key
+	// while its lease is being freed is then run here.
+	keeper.Go(func() {
+		b.order.runSweeper(keepCtx, func(key string) (func(), bool) {
+			if !b.keys.tryOwn(key) {
+				return nil, false
+			}
+			return func() {
+				if j := b.keys.next(key); j != nil {
+					keeper.Go(func() { b.runKey(work, j) })
+				}
+			}, true
+		})
+	})
 
 	var loops sync.WaitGroup
 	loops.Go(func() { b.consumeLoop(ctx, work, events.StreamDeploy, b.handleDeploy) })
@@ -220,8 +236,23 @@ func (b *Bridge) Run(ctx context.Context) error {
 	return nil
 }
 
-// handler handles one message; it owns the message's acknowledgement.
+// handler handles one message; it owns the message's acknowledgement, and
+// calls release once the message is settled (which may be after it returns:
+// a deploy request that waits for its key).
 type handler func(ctx context.Context, m jetstream.Msg)
+
+// hold counts a message as the bridge's from the moment it is delivered: it
+// is reported in progress until release.
+func (b *Bridge) hold(m jetstream.Msg) {
+	b.metrics.inFlight.Inc()
+	b.progress.add(m)
+}
+
+// release ends what hold began.
+func (b *Bridge) release(m jetstream.Msg) {
+	b.progress.remove(m)
+	b.metrics.inFlight.Dec()
+}
 
 // consumeLoop consumes stream's durable consumer until stop ends, handing
 // each message to h on its own goroutine within the MAX_IN_FLIGHT limit. A
@@ -248,32 +279,29 @@ func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handle
 			}
 		}
 		cc, err := cons.Consume(func(m jetstream.Msg) {
-			select {
-			case <-b.stopping:
+			if b.isStopping() {
 				_ = m.Nak()
 				return
-			default:
 			}
+			// Held (kept in progress) while it waits for a worker.
+			b.hold(m)
 			select {
 			case b.sem <- struct{}{}:
 			case <-b.stopping:
 				_ = m.Nak()
+				b.release(m)
 				return
 			}
-			b.metrics.inFlight.Inc()
-			b.progress.add(m)
 			b.workers.Go(func() {
-				defer func() {
-					b.progress.remove(m)
-					b.metrics.inFlight.Dec()
-					<-b.sem
-				}()
+				defer func() { <-b.sem }()
 				h(work, m)
 			})
 		},
-			// Default pull expiry and heartbeat: the bridge connects over
-			// TCP, where pulls do not stall (see NOTES on in-process ones).
-			jetstream.PullMaxMessages(b.cfg.MaxInFlight),
+			// Messages buffered by the client before they reach this
+			// callback cannot be kept in progress; a small buffer keeps
+			// their wait short. Default pull expiry and heartbeat: the
+			// bridge connects over TCP, where pulls do not stall.
+			jetstream.PullMaxMessages(min(b.cfg.MaxInFlight, pullBatch)),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 				if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 					signal()
@@ -291,8 +319,15 @@ func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handle
 		recreate := b.watchConsumer(stop, cons, signal)
 		select {
 		case <-stop.Done():
+			// Drain hands what the client buffered to the handler (which
+			// naks it, stopping); a connection that is down cannot drain,
+			// so it is bounded by the grace.
 			cc.Drain()
-			<-cc.Closed()
+			select {
+			case <-cc.Closed():
+			case <-time.After(b.cfg.ShutdownGrace):
+				cc.Stop()
+			}
 			recreate()
 			return
 		case <-lost:
@@ -351,7 +386,7 @@ func (b *Bridge) isStopping() bool {
 	}
 }
 
-// startService registers the operator-bridge micro service (contract §4).
+// startService registers the operator-bridge micro service (docs/contract.md, Request/reply).
 func (b *Bridge) startService(ctx context.Context) (micro.Service, error) {
 	svc, err := micro.AddService(b.nc, micro.Config{
 		Name:        ServiceName,

@@ -57,38 +57,3 @@ func TestCircuitOpensWaitsAndProbes(t *testing.T) {
 		}
 	}
 }
-
-func TestKeyLocksSerialiseOneKey(t *testing.T) {
-	k := newKeyLocks()
-	unlock, err := k.Lock(t.Context(), "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan struct{})
-	go func() {
-		u, err := k.Lock(t.Context(), "a")
-		if err == nil {
-			close(got)
-			u()
-		}
-	}()
-	// Another key is free meanwhile.
-	ub, err := k.Lock(t.Context(), "b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ub()
-	for k.Waiting("a") != 1 {
-		time.Sleep(time.Millisecond)
-	}
-	select {
-	case <-got:
-		t.Fatal("second holder of key a while the first holds it")
-	default:
-	}
-	unlock()
-	<-got
-	for k.Waiting("a") != 0 || len(k.locks) != 0 {
-		time.Sleep(time.Millisecond)
-	}
-}

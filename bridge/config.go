@@ -17,7 +17,7 @@ const (
 	StatusConsumer = "operator-bridge-status"
 	// OrderBucket holds the per environment-and-app order state.
 	OrderBucket = "operator-bridge-order"
-	// ServiceName is the NATS micro service of contract §4.
+	// ServiceName is the NATS micro service of docs/contract.md, Request/reply.
 	ServiceName = "operator-bridge"
 )
 
@@ -29,9 +29,11 @@ type Config struct {
 	// Version is reported by the micro service (default "dev").
 	Version string
 
-	// ManageStreams creates or updates the four streams and the environments
-	// bucket at start. When false, start fails if one is missing.
-	ManageStreams bool
+	// ExternalStreams says the four streams and the environments bucket are
+	// managed outside the bridge: start only checks that they exist and
+	// fails if one is missing. The zero value (false) is the documented
+	// default, MANAGE_STREAMS=true: the bridge creates or updates them.
+	ExternalStreams bool
 	// EnvironmentsFile is an optional YAML or JSON file of environments.
 	EnvironmentsFile string
 	// EnvironmentsBucket is the key-value bucket of environments, watched
@@ -69,6 +71,11 @@ type Config struct {
 
 	// HTTPAddr serves /healthz, /readyz and /metrics; empty serves nothing.
 	HTTPAddr string
+	// PProf also serves Go's profiles under /debug/pprof/ on HTTPAddr.
+	PProf bool
+	// ReadyNote is a line /readyz adds to its answer, ready or not (serve
+	// says there that NATS is its embedded server).
+	ReadyNote string
 	// Gatherer serves /metrics (default: the Registerer when it is a
 	// *prometheus.Registry).
 	Gatherer prometheus.Gatherer
@@ -128,22 +135,21 @@ func (c *Config) setDefaults() error {
 		}
 	}
 	var errs []error
-	if c.RetryWindow < 0 {
-		errs = append(errs, fmt.Errorf("retry window %v is negative", c.RetryWindow))
-	}
-	if c.HealthInterval < 0 {
-		errs = append(errs, fmt.Errorf("health interval %v is negative", c.HealthInterval))
-	}
-	if c.MaxInFlight < 0 {
-		errs = append(errs, fmt.Errorf("max in flight %d is negative", c.MaxInFlight))
-	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"rollout timeout", c.RolloutTimeout}, {"rollout poll", c.RolloutPoll}, {"rollout grace", c.RolloutGrace}} {
+	}{
+		{"OperatorTimeout", c.OperatorTimeout}, {"RetryWindow", c.RetryWindow},
+		{"HealthInterval", c.HealthInterval}, {"AckWait", c.AckWait},
+		{"ShutdownGrace", c.ShutdownGrace}, {"MaxClockSkew", c.MaxClockSkew},
+		{"RolloutTimeout", c.RolloutTimeout}, {"RolloutPoll", c.RolloutPoll}, {"RolloutGrace", c.RolloutGrace},
+	} {
 		if d.v < 0 {
-			errs = append(errs, fmt.Errorf("%s %v is negative", d.name, d.v))
+			errs = append(errs, fmt.Errorf("%s %v is negative: leave it zero for the default, or make it positive", d.name, d.v))
 		}
+	}
+	if c.MaxInFlight < 0 {
+		errs = append(errs, fmt.Errorf("MaxInFlight %d is negative: leave it zero for the default, or make it positive", c.MaxInFlight))
 	}
 	if c.AckWait >= 2*time.Minute {
 		errs = append(errs, fmt.Errorf("ack wait %v must stay inside the 2m duplicate window", c.AckWait))

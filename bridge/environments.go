@@ -69,8 +69,26 @@ func (b *Bridge) loadEnvironments(ctx context.Context) error {
 	if err := b.rebuild(); err != nil {
 		return err
 	}
+	if b.manager.Len() == 0 {
+		b.warnNoEnvironments()
+	}
 	b.envsLoaded.Store(true)
 	return nil
+}
+
+// warnNoEnvironments says, once at start, that every deploy request will be
+// rejected, and where environments come from.
+func (b *Bridge) warnNoEnvironments() {
+	file, bucket := b.cfg.EnvironmentsFile, b.cfg.EnvironmentsBucket
+	if file == "" {
+		file = "none (OPERATOR_BRIDGE_ENVIRONMENTS_FILE)"
+	}
+	if bucket == "" {
+		bucket = "off (OPERATOR_BRIDGE_ENVIRONMENTS_BUCKET)"
+	}
+	b.log.Warn("no environments: every request will be rejected as unknown_environment until some are added, "+
+		"in the environments file (OPERATOR_BRIDGE_ENVIRONMENTS_FILE, read at start) or as entries of the environments bucket (watched live)",
+		"environments_file", file, "environments_bucket", bucket)
 }
 
 // putBucketEnv records one bucket entry; an entry that is not a valid

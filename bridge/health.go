@@ -110,7 +110,7 @@ func (b *Bridge) waitUntil(ctx context.Context, t time.Time, onKick func()) bool
 func (b *Bridge) checkNew(ctx context.Context, wg *sync.WaitGroup) {
 	var fresh []operator.Entry
 	for _, e := range b.manager.Entries() {
-		if e.Environment.Active && b.health.last(e.Environment.ID) == nil {
+		if !e.Environment.Inactive && b.health.last(e.Environment.ID) == nil {
 			fresh = append(fresh, e)
 		}
 	}

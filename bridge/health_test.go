@@ -136,7 +136,7 @@ func TestEnvironmentsFromBucketLive(t *testing.T) {
 	}
 	w.eventually(5*time.Second, "env-k8s inactive", func() bool {
 		e, err := r.b.Manager().Lookup("env-k8s")
-		return err != nil && !e.Environment.Active
+		return err != nil && e.Environment.Inactive
 	})
 	if res := w.result(w.deploy("env-k8s", events.DeployRequest{App: "a", Version: "v1"})); res.Error == nil || res.Error.Code != events.CodeEnvironmentInactive {
 		t.Fatalf("inactive: %+v", res)

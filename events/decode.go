@@ -48,7 +48,7 @@ type Envelope struct {
 }
 
 // DecodeDeployRequest decodes and validates a deploy request received on
-// subject (deploy.request.<env>), in either content mode (contract §2).
+// subject (deploy.request.<env>), in either content mode (docs/contract.md, CloudEvents on NATS).
 //
 // Errors are *Error: invalid_event when the message is not a valid
 // CloudEvent 1.0, is over MaxEventBytes, has another type than
@@ -60,7 +60,7 @@ type Envelope struct {
 // the error wraps ErrUnidentifiable. On invalid_data the request holds what
 // could be read of it (its app and version, say), so an answer can echo them.
 //
-// The time-ahead rule (contract §2) needs the stored time of the message and
+// The time-ahead rule (docs/contract.md, Request time) needs the stored time of the message and
 // is the caller's to check, with Envelope.Time.
 func DecodeDeployRequest(subject string, h nats.Header, body []byte) (Envelope, DeployRequest, error) {
 	var req DeployRequest
@@ -233,7 +233,7 @@ func decodeData(typ string, data []byte, into any) error {
 	return nil
 }
 
-// checkDeployRequest checks the rules of contract §3 that the schema cannot
+// checkDeployRequest checks the rules of docs/contract.md, Deploy request, that the schema cannot
 // express.
 func checkDeployRequest(r DeployRequest) error {
 	if len(r.Deployments) == 0 {

@@ -13,7 +13,7 @@ import (
 // ErrUnidentifiable is wrapped by a decoding error when the message carries
 // no id to answer it by: its body is not a JSON object with a non-empty
 // string "id" (structured mode) and it has no non-empty ce-id header (binary
-// mode). Such a message goes to the dead-letter stream (contract §3).
+// mode). Such a message goes to the dead-letter stream (docs/contract.md, Dead letters).
 var ErrUnidentifiable = errors.New("message cannot be identified")
 
 // Error is every decoding or validation failure. Code is invalid_event or

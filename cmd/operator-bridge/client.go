@@ -122,7 +122,7 @@ func requestError(err error) error {
 	return err
 }
 
-// streamOf names the stream that stores subject (contract §1).
+// streamOf names the stream that stores subject (docs/contract.md).
 func streamOf(subject string) (string, error) {
 	switch {
 	case strings.HasPrefix(subject, "deploy."):

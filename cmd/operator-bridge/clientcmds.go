@@ -64,8 +64,8 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 	}
 	timeoutSet := false
 	fs.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
-	if *env == "" || *app == "" || *ver == "" {
-		return usageError("deploy: --env, --app and --version are required")
+	if err := requireFlags(fs, "env", "app", "version"); err != nil {
+		return err
 	}
 	if !events.ValidEnvironmentID(*env) {
 		return usageError("deploy: --env %q is not an environment ID (1-64 of A-Z a-z 0-9 _ -)", *env)
@@ -234,8 +234,8 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	if err := parseFlags(c, fs, statusUsage, args); err != nil {
 		return err
 	}
-	if *env == "" || *app == "" {
-		return usageError("status: --env and --app are required")
+	if err := requireFlags(fs, "env", "app"); err != nil {
+		return err
 	}
 	bc, closeSession, err := cf.session("status")
 	if err != nil {
@@ -350,24 +350,25 @@ func runEnvs(ctx context.Context, c *cli, args []string) error {
 	return tw.Flush()
 }
 
-const watchUsage = `Usage: operator-bridge watch [--from new|all|last|DURATION|TIME|SEQ] [--subjects S,S]
+const watchUsage = `Usage: operator-bridge watch [--from new|all|last|DURATION|TIME|SEQ] [--env ENV | --subjects S,S]
 
 Follows the bridge's events live, one line each (JSON lines with --json):
 deploy results, rollout progress, status results and operator health by
-default. --from
-replays history: all of it, the last event of each subject, the last 15m,
-everything since an RFC 3339 time, or from a stream sequence (applied to each
-stream watched). Each stream is read in order; events of different streams
-are interleaved as they arrive. --count and --for bound the watch; otherwise
-it runs until Ctrl-C.
+default. --from replays history: all of it, the last event of each subject,
+the last 15m, everything since an RFC 3339 time, or from a stream sequence
+(applied to each stream watched). --env follows one environment's events.
+Each stream is read in order; events of different streams are interleaved as
+they arrive. --count and --for bound the watch; otherwise it runs until
+Ctrl-C.
 ` + clientHelp
 
 func runWatch(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet("watch")
 	var cf clientFlags
 	cf.register(fs, c, 0)
-	from := fs.String("from", "new", "where to start: new, all, last, a `duration`, a time or a stream sequence")
+	from := fs.String("from", "new", "start at `new|all|last|DURATION|TIME|SEQ`: new events only, all stored, each subject's last, DURATION ago (15m), since an RFC 3339 TIME, or from a stream SEQuence")
 	subjects := fs.String("subjects", "deploy.result.>,deploy.progress.>,status.result.>,operator.health.>", "comma-separated `subjects` to follow")
+	env := fs.String("env", "", "follow only this environment `ID`'s deploy results, rollout progress, status results and health")
 	count := fs.Int("count", 0, "stop after `N` events (0: no limit)")
 	dur := fs.Duration("for", 0, "stop after this long (0: until Ctrl-C)")
 	if err := parseFlags(c, fs, watchUsage, args); err != nil {
@@ -376,6 +377,12 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 	start, err := parseFrom(*from, time.Now())
 	if err != nil {
 		return usageError("watch: %v", err)
+	}
+	if *env != "" {
+		if !events.ValidEnvironmentID(*env) {
+			return usageError("watch: --env %q is not an environment ID (1-64 of A-Z a-z 0-9 _ -)", *env)
+		}
+		*subjects = strings.Join([]string{events.DeployResultSubject(*env), events.DeployProgressSubject(*env), events.StatusResultSubject(*env), events.HealthSubject(*env)}, ",")
 	}
 	var subs []string
 	for _, s := range strings.Split(*subjects, ",") {

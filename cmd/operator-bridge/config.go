@@ -13,10 +13,10 @@ import (
 	"github.com/kelseyhightower/envconfig"
 )
 
-// envPrefix is the prefix of every configuration variable (contract §7).
+// envPrefix is the prefix of every configuration variable (docs/configuration.md).
 const envPrefix = "OPERATOR_BRIDGE_"
 
-// serveConfig is the configuration of serve: every variable of contract §7.
+// serveConfig is the configuration of serve: every variable of docs/configuration.md.
 // The tags carry the full variable names, so envconfig never falls back to
 // an unprefixed name. The operator settings (K8S_OPERATOR_URL ... OPERATOR_TLS_CA)
 // are listed here for --help and checked here, but they are read by

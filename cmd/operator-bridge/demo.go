@@ -113,7 +113,6 @@ func runDemo(ctx context.Context, c *cli, args []string) error {
 	b, err := bridge.New(bnc, factory, bridge.Config{
 		Instance:           "demo",
 		Version:            semver(version),
-		ManageStreams:      true,
 		EnvironmentsFile:   envFile,
 		EnvironmentsBucket: "environments",
 		OperatorTimeout:    demoOperatorTimeout,

@@ -16,9 +16,11 @@ import (
 
 const fakeOperatorUsage = `Usage: operator-bridge fake-operator --kind kubernetes|physical [--listen ADDR] [faults]
 
-Runs a fake Kubernetes or physical-machine operator (the HTTP API of contract
-§5) that keeps the applied deployments in memory, logs each request to
-stderr and misbehaves on request. It stops on SIGINT or SIGTERM.
+Runs a fake Kubernetes or physical-machine operator (the HTTP API of
+docs/operators.md) that keeps the applied deployments in memory, logs each
+request to stderr and misbehaves on request. With --fencing it supports
+fencing: it answers 409 Conflict to an apply whose Boreas-Fence header is
+lower than the highest it accepted for that app. It stops on SIGINT or SIGTERM.
 
 An apply rolls out at once unless --rollout-step moves traffic by that
 fraction every --rollout-every; --stuck never moves it; --unhealthy V=LEVEL
@@ -32,6 +34,7 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 		listen    = fs.String("listen", "127.0.0.1:8081", "`address` to listen on")
 		f         operatortest.Fault
 		logFormat = fs.String("log-format", "auto", "auto, text or json")
+		fencing   = fs.Bool("fencing", false, "answer 409 to an apply whose Boreas-Fence is lower than the highest accepted for its app")
 	)
 	fs.DurationVar(&f.Latency, "latency", 0, "wait this long before every answer")
 	fs.IntVar(&f.FailTimes, "fail-times", 0, "answer the next `N` apply/status calls with --status-code (default 503), then succeed")
@@ -57,6 +60,7 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 
 	srv := operatortest.NewUnstartedServer(kind)
 	srv.SetFault(f)
+	srv.SetFencing(*fencing)
 	srv.SetRollout(*ro)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -65,7 +69,7 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 	hs := &http.Server{Handler: logRequests(srv.Handler(), log), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1) // Serve's one result
 	go func() { served <- hs.Serve(ln) }()
-	log.Info("fake operator listening", "kind", kind.String(), "url", "http://"+ln.Addr().String(), "faults", describeFault(f), "rollout", describeRollout(*ro))
+	log.Info("fake operator listening", "kind", kind.String(), "url", "http://"+ln.Addr().String(), "faults", describeFault(f), "fencing", *fencing, "rollout", describeRollout(*ro))
 
 	select {
 	case <-ctx.Done():
@@ -123,7 +127,13 @@ func logRequests(h http.Handler, log *slog.Logger) http.Handler {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		h.ServeHTTP(rec, r)
-		log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.code,
-			"duration", time.Since(start).Round(time.Microsecond))
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.code,
+			"duration", time.Since(start).Round(time.Microsecond)}
+		for _, h := range []string{operator.HeaderRequestID, operator.HeaderFence} {
+			if v := r.Header.Get(h); v != "" {
+				attrs = append(attrs, strings.ToLower(h), v)
+			}
+		}
+		log.Info("request", attrs...)
 	})
 }

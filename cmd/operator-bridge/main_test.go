@@ -196,6 +196,9 @@ func TestServeAndClientCommands(t *testing.T) {
 `)
 	s := startServe(t, map[string]string{"USE_MOCK": "true", "ENVIRONMENTS_FILE": envFile})
 	nats := "--nats=" + s.natsURL
+	if strings.Contains(s.stderr.String(), "no environments") {
+		t.Errorf("serve with two environments warned of none:\n%s", s.stderr.String())
+	}
 
 	t.Run("http", func(t *testing.T) {
 		for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
@@ -294,6 +297,13 @@ func TestServeAndClientCommands(t *testing.T) {
 		wantCode(t, r, 0)
 		if strings.TrimSpace(r.stdout) != "" {
 			t.Errorf("watch from new printed old events:\n%s", r.stdout)
+		}
+		r = runCmd(t, "watch", nats, "--env", "env-a", "--from", "all", "--count", "2", "--for", "10s")
+		wantCode(t, r, 0)
+		for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+			if !strings.Contains(line, " env-a ") {
+				t.Errorf("watch --env env-a printed another environment's event: %s", line)
+			}
 		}
 		wantCode(t, runCmd(t, "watch", nats, "--from", "yesterday-ish"), 2)
 		wantCode(t, runCmd(t, "watch", nats, "--subjects", "foo.>"), 2)
@@ -415,7 +425,7 @@ func TestDemoOnce(t *testing.T) {
 	}
 }
 
-// contractVariables are the variables of CONTRACT.md §7.
+// contractVariables are the variables of docs/configuration.md.
 var contractVariables = []string{
 	"NATS_URL", "EMBEDDED_NATS_LISTEN", "EMBEDDED_NATS_DIR",
 	"NATS_CREDS", "NATS_NKEY", "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN",
@@ -592,14 +602,17 @@ func TestFakeOperator(t *testing.T) {
 	var stderr lockedBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"fake-operator", "--kind", "pm", "--listen", addr, "--fail-times", "1", "--token", "tok"}, os.Getenv, io.Discard, &stderr)
+		done <- run(ctx, []string{"fake-operator", "--kind", "pm", "--listen", addr, "--fail-times", "1", "--token", "tok", "--fencing"}, os.Getenv, io.Discard, &stderr)
 	}()
+	fence := "5"
 	post := func(token string) int {
 		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/deploy",
 			strings.NewReader(`{"app":"a","version":"v1","deployments":[{"version":"v1","percent":1}]}`))
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
+		req.Header.Set("Boreas-Fence", fence)
+		req.Header.Set("Boreas-Request-Id", "req-"+fence)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return 0
@@ -620,6 +633,10 @@ func TestFakeOperator(t *testing.T) {
 	if got := post("tok"); got != http.StatusOK {
 		t.Errorf("second apply: %d, want 200", got)
 	}
+	fence = "4"
+	if got := post("tok"); got != http.StatusConflict {
+		t.Errorf("apply with an older fence: %d, want 409 (--fencing)", got)
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -629,10 +646,11 @@ func TestFakeOperator(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("fake-operator did not stop")
 	}
-	wantContains(t, "fake-operator log", stderr.String(), "/api/deploy", "503", "token required")
+	wantContains(t, "fake-operator log", stderr.String(), "/api/deploy", "503", "token required", "409", "req-4", "fencing")
 	if strings.Contains(stderr.String(), `"tok"`) {
 		t.Error("fake-operator logged its token")
 	}
+	wantContains(t, "fake-operator --help", runCmd(t, "fake-operator", "--help").stdout, "--fencing", "409 Conflict", "Boreas-Fence")
 	if r := runCmd(t, "fake-operator", "--kind", "mock"); r.code != 2 {
 		t.Errorf("--kind mock: exit %d, want 2", r.code)
 	}
@@ -689,7 +707,12 @@ func TestServeStopsOnCancel(t *testing.T) {
 	if code, _ := httpGet("http://" + httpAddr + "/healthz"); code != 0 {
 		t.Errorf("/healthz still answers %d after run returned", code)
 	}
-	wantContains(t, "log", stderr.String(), `"msg":"operator-bridge stopped"`)
+	wantContains(t, "log", stderr.String(), `"msg":"operator-bridge stopped"`, `"grace":"15s"`)
+	// Started with no environments at all: one warning saying where they come from.
+	if n := strings.Count(stderr.String(), `"msg":"no environments`); n != 1 {
+		t.Errorf("%d warnings about no environments, want 1\n%s", n, stderr.String())
+	}
+	wantContains(t, "log", stderr.String(), "OPERATOR_BRIDGE_ENVIRONMENTS_FILE", `"environments_bucket":"environments"`)
 }
 
 func TestDemoRunsUntilCancelled(t *testing.T) {
@@ -719,5 +742,50 @@ func TestDemoRunsUntilCancelled(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("demo did not stop after Ctrl-C")
+	}
+}
+
+// Usage errors name what is wrong and the help that says more; none needs
+// NATS.
+func TestUsageMessages(t *testing.T) {
+	clearEnv(t)
+	tests := []struct {
+		name   string
+		args   []string
+		stderr []string
+	}{
+		{"deploy without app and version", []string{"deploy", "--env", "e"},
+			[]string{"deploy: --app and --version are missing", "Run 'operator-bridge deploy --help'"}},
+		{"deploy without env", []string{"deploy", "--app", "a", "--version", "v1"},
+			[]string{"deploy: --env is missing (deploy needs --env, --app and --version)", "deploy --help"}},
+		{"status without app", []string{"status", "--env", "e"},
+			[]string{"status: --app is missing", "Run 'operator-bridge status --help'"}},
+		{"bad flag", []string{"watch", "--bogus"}, []string{"bogus", "Run 'operator-bridge watch --help'"}},
+		{"typo", []string{"deploi"}, []string{`unknown command "deploi": did you mean "deploy"?`, "Run 'operator-bridge help'"}},
+		{"typo of status", []string{"stauts"}, []string{`did you mean "status"?`}},
+		{"typo of envs", []string{"env"}, []string{`did you mean "envs"?`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCmd(t, tt.args...)
+			wantCode(t, r, exitUsage)
+			wantContains(t, "stderr", r.stderr, tt.stderr...)
+		})
+	}
+	if r := runCmd(t, "xyzzy"); strings.Contains(r.stderr, "did you mean") {
+		t.Errorf("xyzzy got a suggestion:\n%s", r.stderr)
+	}
+}
+
+func TestHelpTexts(t *testing.T) {
+	r := runCmd(t, "version", "--help")
+	wantCode(t, r, 0)
+	if strings.Contains(r.stdout, "Flags:") {
+		t.Errorf("version --help prints a Flags section though version has no flags:\n%s", r.stdout)
+	}
+	r = runCmd(t, "watch", "--help")
+	wantContains(t, "watch --help", r.stdout, "--from new|all|last|DURATION|TIME|SEQ", "--env ID")
+	if strings.Contains(r.stdout, "--from duration") {
+		t.Errorf("watch --from is labelled a duration:\n%s", r.stdout)
 	}
 }

@@ -25,9 +25,10 @@ const serveUsage = `Usage: operator-bridge [serve] [flags]
 
 operator-bridge consumes deploy requests and status queries from NATS
 JetStream, calls the Kubernetes or physical-machine operator of each
-environment, and publishes one result per request (see CONTRACT.md).
+environment, and publishes one result per request (see docs/contract.md).
 
-serve (the default command) is configured by environment variables. With
+serve (the default command) is configured by environment variables
+(docs/configuration.md explains each one). With
 OPERATOR_BRIDGE_NATS_URL empty it starts an embedded NATS server with
 JetStream, which the nats CLI and the client commands can reach. It logs to
 stderr and stops gracefully on SIGINT or SIGTERM.
@@ -119,7 +120,7 @@ func serve(ctx context.Context, cfg serveConfig, settings operator.Settings, log
 	b, err := bridge.New(nc, factory, bridge.Config{
 		Instance:           cfg.Instance,
 		Version:            semver(version),
-		ManageStreams:      cfg.ManageStreams,
+		ExternalStreams:    !cfg.ManageStreams,
 		EnvironmentsFile:   cfg.EnvironmentsFile,
 		EnvironmentsBucket: cfg.EnvironmentsBucket,
 		OperatorTimeout:    cfg.OperatorTimeout,

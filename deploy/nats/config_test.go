@@ -656,7 +656,6 @@ func TestBridgeRunsAsBridgeUser(t *testing.T) {
 	}
 	b, err := newBridge(br.nc, bridge.Config{
 		Instance:           "natsconfig-test",
-		ManageStreams:      true,
 		EnvironmentsFile:   envFile,
 		EnvironmentsBucket: "environments",
 		HealthInterval:     time.Hour,
@@ -714,6 +713,29 @@ func TestBridgeRunsAsBridgeUser(t *testing.T) {
 	}
 	if err := json.Unmarshal(m.Data, &res); err != nil || res.Data.Outcome != "succeeded" {
 		t.Errorf("result %s: %v", m.Data, err)
+	}
+
+	// A redelivered request looks for its stored result the way the bridge
+	// does: an ordered consumer, headers only, over its environment's results.
+	for _, sub := range [][2]string{{"DEPLOY", "deploy.result.env-001"}, {"STATUS", "status.result.env-001"}} {
+		oc, err := br.js.OrderedConsumer(ctx, sub[0], jetstream.OrderedConsumerConfig{FilterSubjects: []string{sub[1]},
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: 1, HeadersOnly: true})
+		if err != nil {
+			t.Fatalf("bridge: look through %s: %v", sub[1], err)
+		}
+		if sub[0] == "DEPLOY" {
+			b, err := oc.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for range b.Messages() {
+				n++
+			}
+			if n != 1 || b.Error() != nil {
+				t.Fatalf("bridge: read %d stored results through an ordered consumer: %v", n, b.Error())
+			}
+		}
 	}
 
 	// Health at start, readable by the viewer from the stream.
