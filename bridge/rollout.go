@@ -100,25 +100,43 @@ func (s *rolloutState) envelope() events.Envelope {
 	return events.Envelope{ID: s.RequestID, Environment: s.Environment, TraceParent: s.TraceParent}
 }
 
-// appliedRef is what the order state says was applied last for a key.
-type appliedRef struct {
-	ID   string
-	Time time.Time // zero when unknown
-	Seq  uint64
+// orderRef names a request in the order of its key.
+type orderRef struct {
+	ID   string    `json:"id"`
+	Time time.Time `json:"time"` // zero when unknown
+	Seq  uint64    `json:"seq"`
 }
 
-// appliedLookup tells which request was applied last for env and app
-// (false when none is known). The order step may provide its own; the
-// default reads the order bucket.
-type appliedLookup func(ctx context.Context, env, app string) (appliedRef, bool, error)
+// newerThan reports whether o comes after the tracked request st (an
+// unknown time counts as newer: the order state only names newer ones).
+func (o orderRef) newerThan(st *rolloutState) bool {
+	if o.ID == "" || o.ID == st.RequestID {
+		return false
+	}
+	return o.Time.IsZero() || (ref{ID: st.RequestID, Time: st.Time, Seq: st.Seq}).before(ref{ID: o.ID, Time: o.Time, Seq: o.Seq})
+}
+
+// orderView is what the order state of a key says about supersession.
+type orderView struct {
+	// Reached is the newest request known to have reached the operator
+	// (applied, or sent with no answer recorded).
+	Reached orderRef
+	// Sending is the request being sent now, whose answer is not recorded
+	// yet; it may still be refused.
+	Sending orderRef
+}
+
+// orderLookup reads the order state of env and app. The order step may
+// provide its own; the default reads the order bucket.
+type orderLookup func(ctx context.Context, env, app string) (orderView, error)
 
 // rollouts is the tracker of one replica.
 type rollouts struct {
-	b       *Bridge
-	kv      jetstream.KeyValue
-	applied appliedLookup
-	lease   time.Duration
-	log     *slog.Logger
+	b     *Bridge
+	kv    jetstream.KeyValue
+	order orderLookup
+	lease time.Duration
+	log   *slog.Logger
 
 	tracked prometheus.Gauge
 	finals  *prometheus.CounterVec
@@ -172,40 +190,48 @@ func (r *rollouts) setup(ctx context.Context) error {
 		return fmt.Errorf("key-value bucket %s: %w", RolloutBucket, err)
 	}
 	r.kv = kv
-	if r.applied == nil {
+	if r.order == nil {
 		order, err := r.b.js.KeyValue(ctx, OrderBucket)
 		if err != nil {
 			return fmt.Errorf("key-value bucket %s: %w", OrderBucket, err)
 		}
-		r.applied = appliedFromBucket(order)
+		r.order = orderFromBucket(order)
 	}
 	return nil
 }
 
-// appliedFromBucket reads the "applied" request of a key's order state,
-// {"applied": {"id", "time", "seq"}}, tolerating any other fields.
-func appliedFromBucket(kv jetstream.KeyValue) appliedLookup {
-	return func(ctx context.Context, env, app string) (appliedRef, bool, error) {
+// orderFromBucket reads a key's order state, {"applied": ref, "floor": ref,
+// "sent": ref, ...} with ref {"id", "time", "seq"}, tolerating any other
+// fields and any missing one.
+func orderFromBucket(kv jetstream.KeyValue) orderLookup {
+	return func(ctx context.Context, env, app string) (orderView, error) {
 		ctx, cancel := context.WithTimeout(ctx, natsWait)
 		defer cancel()
 		e, err := kv.Get(ctx, orderKey(env, app))
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return appliedRef{}, false, nil
+			return orderView{}, nil
 		}
 		if err != nil {
-			return appliedRef{}, false, err
+			return orderView{}, err
 		}
 		var st struct {
-			Applied *struct {
-				ID   string    `json:"id"`
-				Time time.Time `json:"time"`
-				Seq  uint64    `json:"seq"`
-			} `json:"applied"`
+			Applied *orderRef `json:"applied"`
+			Floor   *orderRef `json:"floor"`
+			Sent    *orderRef `json:"sent"`
 		}
-		if err := json.Unmarshal(e.Value(), &st); err != nil || st.Applied == nil || st.Applied.ID == "" {
-			return appliedRef{}, false, nil
+		if err := json.Unmarshal(e.Value(), &st); err != nil {
+			return orderView{}, nil // a shape we do not know: no supersession seen
 		}
-		return appliedRef{ID: st.Applied.ID, Time: st.Applied.Time, Seq: st.Applied.Seq}, true, nil
+		var v orderView
+		for _, r := range []*orderRef{st.Applied, st.Floor} {
+			if r != nil && (v.Reached.ID == "" || (ref{Time: v.Reached.Time, Seq: v.Reached.Seq}).before(ref{Time: r.Time, Seq: r.Seq})) {
+				v.Reached = *r
+			}
+		}
+		if st.Sent != nil {
+			v.Sending = *st.Sent
+		}
+		return v, nil
 	}
 }
 
@@ -425,6 +451,13 @@ type follower struct {
 	st        rolloutState
 	dirty     bool      // st has changes not yet written
 	lastWrite time.Time // monotonic: when the last successful write started
+	sending   sendSeen  // a newer request seen being sent, and since when
+}
+
+// sendSeen is a request seen, and since when (monotonic).
+type sendSeen struct {
+	id    string
+	since time.Time
 }
 
 // follow tracks one rollout until its final event is stored, the lease is
@@ -565,10 +598,8 @@ func (f *follower) observe(ctx context.Context) events.DeployProgress {
 	if st.Last != nil {
 		p.Observed = st.Last.Observed
 	}
-	if a, ok, err := f.r.applied(ctx, st.Environment, st.App); err == nil && ok && a.ID != st.RequestID &&
-		(a.Time.IsZero() || !(ref{ID: a.ID, Time: a.Time, Seq: a.Seq}).before(ref{ID: st.RequestID, Time: st.Time, Seq: st.Seq})) {
-		p.Phase = events.PhaseSuperseded
-		p.Message = fmt.Sprintf("superseded by request %s, applied for %s/%s after this one", a.ID, st.Environment, st.App)
+	if msg := f.superseded(ctx, now); msg != "" {
+		p.Phase, p.Message = events.PhaseSuperseded, msg
 		return p
 	}
 	status, err := f.status(ctx)
@@ -584,6 +615,34 @@ func (f *follower) observe(ctx context.Context) events.DeployProgress {
 	p.Observed = status
 	p.Phase, p.Message = judge(st, status, now, f.r.b.cfg.RolloutGrace)
 	return p
+}
+
+// superseded says, when it is so, that a newer request of the key reached
+// the operator: applied, or sent with no answer recorded. A newer request
+// being sent counts once it has been seen sending for a whole lease (the
+// replica sending it may have died after the call); before that it may
+// still be refused.
+func (f *follower) superseded(ctx context.Context, now time.Time) string {
+	st := &f.st
+	v, err := f.r.order(ctx, st.Environment, st.App)
+	if err != nil {
+		return "" // asked again next poll
+	}
+	if v.Reached.newerThan(st) {
+		return fmt.Sprintf("superseded by request %s, applied for %s/%s after this one", v.Reached.ID, st.Environment, st.App)
+	}
+	if !v.Sending.newerThan(st) {
+		f.sending = sendSeen{}
+		return ""
+	}
+	if f.sending.id != v.Sending.ID {
+		f.sending = sendSeen{id: v.Sending.ID, since: now}
+		return ""
+	}
+	if now.Sub(f.sending.since) < f.r.lease {
+		return ""
+	}
+	return fmt.Sprintf("superseded by request %s, sent to the operator for %s/%s after this one", v.Sending.ID, st.Environment, st.App)
 }
 
 func (f *follower) status(ctx context.Context) (events.AppStatus, error) {

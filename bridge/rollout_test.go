@@ -371,3 +371,68 @@ func TestRolloutFailsOverToAnotherReplica(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestRolloutExactlyOneFinalUnderFaults follows many rollouts while one
+// replica is restarted and another loses NATS for good: every applied
+// request still gets exactly one final event, last, and none after it.
+func TestRolloutExactlyOneFinalUnderFaults(t *testing.T) {
+	w := newWorld(t)
+	a := w.startBridge(rolloutSettings, func(o *bridgeOpts) { o.cfg.Instance = "a" })
+	b := w.startBridge(rolloutSettings, func(o *bridgeOpts) { o.cfg.Instance = "b" })
+	w.k8s.SetRollout(operatortest.Rollout{Step: 0.1, Every: 150 * time.Millisecond})
+	w.pm.SetRollout(operatortest.Rollout{Step: 0.2, Every: 100 * time.Millisecond})
+	var ids []string
+	envOf := map[string]string{}
+	for i := range 24 {
+		// Not the mock: each replica has its own, in its memory.
+		env := []string{"env-k8s", "env-pm"}[i%2]
+		id := w.deploy(env, events.DeployRequest{App: fmt.Sprintf("app-%d", i%10), Version: fmt.Sprintf("v%d", i)})
+		ids = append(ids, id)
+		envOf[id] = env
+	}
+	results := map[string]events.DeployResult{}
+	for _, id := range ids {
+		results[id] = w.result(id)
+	}
+	// Mid-rollout: one replica restarts, the other dies.
+	a.stop(t) // hands its rollouts back
+	w.startBridge(rolloutSettings, func(o *bridgeOpts) { o.cfg.Instance = "a2" })
+	b.nc.Close() // cannot hand back: its rollouts wait out the lease
+	applied := 0
+	for _, id := range ids {
+		r := results[id]
+		if r.Outcome != events.Succeeded || strings.Contains(r.Message, "already applied") {
+			continue // superseded before it was sent, or held back: not tracked
+		}
+		applied++
+		all := w.finalOf(id)
+		if last := all[len(all)-1].p; last.Phase == events.PhaseTimedOut || last.Phase == events.PhaseDegraded {
+			t.Errorf("%s: %s: %s", id, last.Phase, last.Message)
+		}
+	}
+	if applied == 0 {
+		t.Fatal("no request was applied")
+	}
+	// Let anything that would come after a final event come, then check
+	// every stored trail.
+	time.Sleep(time.Second)
+	stored := w.storedProgress()
+	for _, id := range ids {
+		trail := stored[id]
+		if len(trail) == 0 {
+			continue
+		}
+		finals := 0
+		for _, s := range trail {
+			if s.p.Final {
+				finals++
+			}
+		}
+		if finals != 1 || !trail[len(trail)-1].p.Final {
+			t.Errorf("%s: %d final events, last one final: %v", id, finals, trail[len(trail)-1].p.Final)
+		}
+		if trail[len(trail)-1].id != events.FinalProgressID(id, w.requestSeq(envOf[id], id)) {
+			t.Errorf("%s: final event id %s", id, trail[len(trail)-1].id)
+		}
+	}
+}
