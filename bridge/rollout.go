@@ -61,6 +61,9 @@ const (
 	maxRollouts = 1000
 	// natsWait bounds every wait on NATS of the tracker.
 	natsWait = 5 * time.Second
+	// firstLook bounds the first status call, made before the deploy
+	// request is acknowledged.
+	firstLook = 2 * time.Second
 	// percentTolerance is how close a version must be to its target percent.
 	percentTolerance = 0.01 + 1e-9
 )
@@ -261,9 +264,25 @@ func (b *Bridge) trackRollout(ctx context.Context, j *deployJob) {
 }
 
 // track records a new rollout and, when this replica has room, starts
-// following it at once.
+// following it at once. It first looks at the rollout itself: one already
+// final (the mock's, or an operator that applies at once) needs no state,
+// only its final event; another starts with its first event recorded.
 func (r *rollouts) track(ctx context.Context, st rolloutState) error {
 	key := events.FinalProgressID(st.RequestID, st.Seq)
+	f := &follower{r: r, key: key, st: st}
+	lctx, cancel := context.WithTimeout(ctx, min(r.b.cfg.OperatorTimeout, firstLook))
+	// Nothing newer can have been applied yet: this replica still holds
+	// the key's turn.
+	first := f.observe(lctx, false)
+	cancel()
+	if f.statusErr == nil && ctx.Err() == nil {
+		first.Final = first.Phase.Final()
+		f.st.Sent, f.st.Last, f.st.Pending = 1, &first, true
+		if first.Final && f.publish(ctx) {
+			return nil
+		}
+		st = f.st // the follower publishes it, once it is recorded
+	}
 	r.mu.Lock()
 	mine := r.open && len(r.running) < maxRollouts
 	if mine {
@@ -450,6 +469,7 @@ type follower struct {
 	rev       uint64
 	st        rolloutState
 	dirty     bool      // st has changes not yet written
+	statusErr error     // the last status call's error
 	lastWrite time.Time // monotonic: when the last successful write started
 	sending   sendSeen  // a newer request seen being sent, and since when
 }
@@ -470,7 +490,7 @@ func (r *rollouts) follow(ctx context.Context, key string, rev uint64, st rollou
 	f := &follower{r: r, key: key, rev: rev, st: st, lastWrite: time.Now()}
 	poll := r.b.cfg.RolloutPoll
 	wait := time.Duration(0)
-	if st.Sent > 0 {
+	if st.Sent > 0 && !st.Pending {
 		wait = jitter(poll) // taken over: keep to one event per poll
 	}
 	for {
@@ -496,7 +516,7 @@ func (r *rollouts) follow(ctx context.Context, key string, rev uint64, st rollou
 			f.publish(ctx)
 			continue
 		}
-		next := f.observe(ctx)
+		next := f.observe(ctx, true)
 		next.Final = next.Phase.Final()
 		if ctx.Err() != nil {
 			f.handBack(ctx)
@@ -585,9 +605,9 @@ func (f *follower) handBack(ctx context.Context) {
 }
 
 // observe makes the progress event the rollout's state calls for now: it
-// checks supersession, asks the operator for the app's status once, and
-// judges the answer.
-func (f *follower) observe(ctx context.Context) events.DeployProgress {
+// checks supersession (unless told not to), asks the operator for the app's
+// status once, and judges the answer.
+func (f *follower) observe(ctx context.Context, checkOrder bool) events.DeployProgress {
 	st := &f.st
 	now := time.Now()
 	p := events.DeployProgress{
@@ -598,11 +618,14 @@ func (f *follower) observe(ctx context.Context) events.DeployProgress {
 	if st.Last != nil {
 		p.Observed = st.Last.Observed
 	}
-	if msg := f.superseded(ctx, now); msg != "" {
-		p.Phase, p.Message = events.PhaseSuperseded, msg
-		return p
+	if checkOrder {
+		if msg := f.superseded(ctx, now); msg != "" {
+			p.Phase, p.Message = events.PhaseSuperseded, msg
+			return p
+		}
 	}
 	status, err := f.status(ctx)
+	f.statusErr = err
 	if err != nil {
 		p.Phase = events.PhaseProgressing
 		p.Message = fmt.Sprintf("status call failed: %v; retrying every %s", err, f.r.b.cfg.RolloutPoll)
