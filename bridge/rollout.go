@@ -755,12 +755,13 @@ func sameProgress(a, b events.DeployProgress) bool {
 	return err1 == nil && err2 == nil && string(aj) == string(bj)
 }
 
-// jitter spreads the status calls of many rollouts: d ± 10 %.
+// jitter spreads the status calls of many rollouts: d to d + 20 %, never
+// less than d, so that events stay at most one per poll.
 func jitter(d time.Duration) time.Duration {
-	if d < 10 {
+	if d < 5 {
 		return d
 	}
-	return d - d/10 + rand.N(d/5)
+	return d + rand.N(d/5)
 }
 
 func abs(f float64) float64 {
