@@ -38,6 +38,7 @@ type Bridge struct {
 	metrics *metrics
 	source  string
 	owner   string // unique per process: lease owner
+	inbox   string // where other replicas forward requests (ForwardPrefix + a token)
 
 	manager  *operator.Manager
 	envs     *envSources
@@ -88,6 +89,7 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 		metrics:  m,
 		source:   events.SourceFor(cfg.Instance),
 		owner:    cfg.Instance + "-" + hex.EncodeToString(nonce),
+		inbox:    ForwardPrefix + hex.EncodeToString(nonce),
 		manager:  operator.NewManager(),
 		envs:     newEnvSources(),
 		keys:     newKeyQueues(keyQueueLen, 4*cfg.MaxInFlight),
@@ -103,6 +105,15 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 	})
 	return b, nil
 }
+
+// afterWork is the part of a shutdown grace kept for what follows the
+// in-flight requests: freeing order leases (sweepTimeout) and closing the
+// ops server.
+func afterWork(grace time.Duration) time.Duration { return min(3*time.Second, grace/4) }
+
+// drainTimeout bounds how long a consumer hands over what the client
+// buffered at shutdown; what is left is redelivered after the ack wait.
+const drainTimeout = time.Second
 
 // pullBatch bounds the messages a consumer pulls ahead.
 const pullBatch = 128
@@ -167,7 +178,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		ln, err := net.Listen("tcp", b.cfg.HTTPAddr)
 		if err != nil {
 			_ = svc.Stop()
-			return fmt.Errorf("http %s: %w", b.cfg.HTTPAddr, err)
+			return fmt.Errorf("ops HTTP address (Config.HTTPAddr) %s: %w", b.cfg.HTTPAddr, err)
 		}
 		srv = &http.Server{Handler: b.opsHandler(), ReadHeaderTimeout: 5 * time.Second}
 		serving.Go(func() { _ = srv.Serve(ln) })
@@ -176,6 +187,16 @@ func (b *Bridge) Run(ctx context.Context) error {
 	// work outlives ctx by the shutdown grace: in-flight requests finish.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+
+	stopForwards, err := b.listen(work, b.inbox)
+	if err != nil {
+		_ = svc.Stop()
+		if srv != nil {
+			_ = srv.Close()
+			serving.Wait()
+		}
+		return err
+	}
 
 	// The keeper outlives the consumers: it reports in-flight messages in
 	// progress until they finish, frees idle keys' order leases after their
@@ -210,15 +231,19 @@ func (b *Bridge) Run(ctx context.Context) error {
 		"max_in_flight", b.cfg.MaxInFlight, "http", b.cfg.HTTPAddr)
 
 	<-ctx.Done()
+	// Everything below ends within the grace: in-flight requests get it
+	// less what freeing leases and closing the ops server need after them.
+	stopBy := time.Now().Add(b.cfg.ShutdownGrace)
 	close(b.stopping)
 	b.log.Info("bridge stopping", "grace", b.cfg.ShutdownGrace)
-	loops.Wait() // consumers drained: nothing new starts
+	stopForwards() // nothing forwarded starts now
+	loops.Wait()   // consumers drained: nothing new starts
 
 	done := make(chan struct{})
 	go func() { b.workers.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(b.cfg.ShutdownGrace):
+	case <-time.After(time.Until(stopBy.Add(-afterWork(b.cfg.ShutdownGrace)))):
 		b.log.Warn("shutdown grace spent: cancelling in-flight requests")
 		cancelWork()
 		<-done
@@ -227,7 +252,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	keeper.Wait()
 	_ = svc.Stop()
 	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), stopBy)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 		serving.Wait()
@@ -325,7 +350,7 @@ func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handle
 			cc.Drain()
 			select {
 			case <-cc.Closed():
-			case <-time.After(b.cfg.ShutdownGrace):
+			case <-time.After(min(drainTimeout, b.cfg.ShutdownGrace/4)):
 				cc.Stop()
 			}
 			recreate()

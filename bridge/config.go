@@ -34,6 +34,10 @@ type Config struct {
 	// fails if one is missing. The zero value (false) is the documented
 	// default, MANAGE_STREAMS=true: the bridge creates or updates them.
 	ExternalStreams bool
+	// Replicas is the replica count of the streams and buckets the bridge
+	// creates, 1 to 5 (default 1; 3 on a 3-node cluster). Existing ones keep
+	// theirs.
+	Replicas int
 	// EnvironmentsFile is an optional YAML or JSON file of environments.
 	EnvironmentsFile string
 	// EnvironmentsBucket is the key-value bucket of environments, watched
@@ -93,6 +97,9 @@ func (c *Config) setDefaults() error {
 	if c.Version == "" {
 		c.Version = "0.0.0-dev"
 	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
 	if c.OperatorTimeout == 0 {
 		c.OperatorTimeout = 10 * time.Second
 	}
@@ -150,6 +157,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxInFlight < 0 {
 		errs = append(errs, fmt.Errorf("MaxInFlight %d is negative: leave it zero for the default, or make it positive", c.MaxInFlight))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("Replicas %d: JetStream takes 1 to 5", c.Replicas))
 	}
 	if c.AckWait >= 2*time.Minute {
 		errs = append(errs, fmt.Errorf("ack wait %v must stay inside the 2m duplicate window", c.AckWait))

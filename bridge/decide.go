@@ -23,6 +23,9 @@ const (
 	routed
 	// answered: a redelivery whose result is already stored.
 	answered
+	// handedOver: another replica holds the key and takes the request
+	// (forward.go), which then settles it.
+	handedOver
 )
 
 // action is what is done with a message.

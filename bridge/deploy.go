@@ -27,6 +27,8 @@ type deployJob struct {
 	// waited says what held the request back when it did not reach the
 	// operator, for the message of a request whose retry window ends so.
 	waited string
+	// holder is where to hand the request, when another replica holds its key.
+	holder string
 	// applied: an operator call applied it (rollout tracking follows it).
 	applied bool
 }
@@ -79,6 +81,10 @@ func (b *Bridge) runKey(ctx context.Context, j *deployJob) {
 			continue
 		}
 		f, hint := b.ordered(ctx, j)
+		if f == handedOver {
+			b.forward(ctx, j, j.holder)
+			continue
+		}
 		b.settleDeploy(ctx, j, f, hint)
 	}
 }
@@ -147,7 +153,10 @@ func (b *Bridge) ordered(ctx context.Context, j *deployJob) (finding, time.Durat
 	if when.IsZero() {
 		when = j.meta.Timestamp
 	}
-	t, err := b.order.Begin(ctx, j.key, ref{ID: env.ID, Time: when, Seq: j.meta.Sequence.Stream})
+	// Only a first delivery that no replica forwarded is forwarded.
+	_, fwd := j.msg.(*forwarded)
+	mayForward := j.meta.NumDelivered == 1 && !fwd
+	t, err := b.order.Begin(ctx, j.key, ref{ID: env.ID, Time: when, Seq: j.meta.Sequence.Stream}, mayForward)
 	if err != nil || t.verdict != proceed {
 		b.circuits.Cancel(endpoint)
 	}
@@ -173,11 +182,19 @@ func (b *Bridge) ordered(ctx context.Context, j *deployJob) (finding, time.Durat
 		switch {
 		case t.sentBefore:
 			j.res.Message = fmt.Sprintf("sent to the operator earlier with no answer recorded; request %s, newer, was %s for %s/%s since; not sent again", t.winner, appliedOrSent(t.winnerApplied), env.Environment, req.App)
-		default:
+		case j.meta.NumDelivered == 1:
+			// A first delivery: nobody can have sent it before.
 			j.res.Message = fmt.Sprintf("superseded by request %s, %s for %s/%s and newer than this one; not sent", t.winner, appliedOrSent(t.winnerApplied), env.Environment, req.App)
+		default:
+			// An earlier delivery may have reached the operator, and the
+			// order state no longer remembers it: say only what this one did.
+			j.res.Message = fmt.Sprintf("superseded by request %s, %s for %s/%s and newer than this one; this delivery was not passed to the operator (an earlier one may have been)", t.winner, appliedOrSent(t.winnerApplied), env.Environment, req.App)
 		}
 		j.res.Error = &events.ErrorInfo{Code: events.CodeSuperseded, Message: j.res.Message}
 		return settled, 0
+	case elsewhere:
+		j.holder = t.holder
+		return handedOver, 0
 	case wait:
 		b.metrics.leaseConflicts.Inc()
 		b.failWith(&j.res, fmt.Errorf("another replica is applying a request of %s/%s", env.Environment, req.App))

@@ -111,8 +111,9 @@ func (b *Bridge) putBucketEnv(key string, value []byte) {
 	b.envs.bucket[key] = env
 }
 
-// rebuild builds the operators of the effective environments and swaps the
-// manager's table as a whole.
+// rebuild builds the operators of the effective environments, swaps the
+// manager's table as a whole, and forgets what only removed environments
+// used.
 func (b *Bridge) rebuild() error {
 	built, err := b.factory.Build(b.envs.merged())
 	if built == nil {
@@ -124,6 +125,7 @@ func (b *Bridge) rebuild() error {
 	}
 	b.manager.Replace(built.Entries())
 	b.metrics.environments.Set(float64(b.manager.Len()))
+	b.forgetGone()
 	select {
 	case b.envs.changed <- struct{}{}:
 	default:

@@ -20,6 +20,7 @@ type metrics struct {
 	// another replica; orderErrors order state that could not be read.
 	leaseConflicts prometheus.Counter
 	orderErrors    prometheus.Counter
+	forwarded      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -61,12 +62,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "operator_bridge", Name: "lease_conflicts_total",
 			Help: "Deploy requests that found their environment and app being applied by another replica, and waited.",
 		}),
+		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "operator_bridge", Name: "forwarded_total",
+			Help: "Deploy requests handed to the replica holding their environment and app.",
+		}),
 		orderErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "operator_bridge", Name: "order_state_errors_total",
 			Help: "Order state that could not be read; the request of that environment and app was retried.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.callSeconds, m.inFlight, m.redeliveries, m.deadLetters, m.circuit, m.environments, m.healthy, m.leaseConflicts, m.orderErrors} {
+	for _, c := range []prometheus.Collector{m.events, m.callSeconds, m.inFlight, m.redeliveries, m.deadLetters, m.circuit, m.environments, m.healthy, m.leaseConflicts, m.orderErrors, m.forwarded} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

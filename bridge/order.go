@@ -100,11 +100,14 @@ type tries struct {
 }
 
 // maxRecent bounds the requests remembered in recent.
-const maxRecent = 8
+const maxRecent = 16
 
 type lease struct {
 	Owner string `json:"owner"`
 	TTLMS int64  `json:"ttl_ms"`
+	// Forward is where the holder takes requests of the key that reach
+	// other replicas (forward.go).
+	Forward string `json:"forward,omitempty"`
 }
 
 func (l *lease) ttl() time.Duration { return time.Duration(l.TTLMS) * time.Millisecond }
@@ -149,6 +152,7 @@ const (
 	alreadyApplied                // this request was applied (the last one, or an earlier one since overtaken)
 	superseded                    // a newer request was applied or sent
 	wait                          // another replica holds or asked for the lease
+	elsewhere                     // another replica holds the lease: hand the request to it
 )
 
 // ticket is what Begin says about a request.
@@ -172,6 +176,8 @@ type ticket struct {
 	deadline time.Time
 	// waitFor is how long to wait before trying again, for wait.
 	waitFor time.Duration
+	// holder is where the lease holder takes requests, for elsewhere.
+	holder string
 }
 
 // sendOutcome is what an operator call said about whether it applied.
@@ -190,6 +196,7 @@ var ErrOrderState = errors.New("order state cannot be read")
 type orderBook struct {
 	kv       jetstream.KeyValue
 	owner    string        // this replica, unique per process
+	forward  string        // where this replica takes forwarded requests ("" for none)
 	call     time.Duration // the longest an operator call may take
 	leaseTTL time.Duration // one call and the writes around it, with room to spare
 	linger   time.Duration // how long an idle key's lease is kept
@@ -396,8 +403,11 @@ func observeFor(ttl time.Duration) time.Duration {
 
 // Begin decides what to do with request r of key and, when it may proceed,
 // takes the key's lease, marks r sent and hands it its fence, in one write.
-// The caller runs one request of a key at a time (keyQueues).
-func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error) {
+// With mayForward, a lease held by another replica that takes forwarded
+// requests gives the verdict elsewhere (from the cache: a holder that let go
+// meanwhile takes the lease itself). The caller runs one request of a key at
+// a time (keyQueues).
+func (o *orderBook) Begin(ctx context.Context, key string, r ref, mayForward bool) (ticket, error) {
 	fresh := false
 	for range maxRaces {
 		c, err := o.load(ctx, key, fresh)
@@ -429,6 +439,10 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error
 			return t, nil
 		}
 		if l := st.Lease; l != nil && l.Owner != o.owner {
+			if mayForward && l.Forward != "" {
+				t.verdict, t.holder = elsewhere, l.Forward
+				return t, nil
+			}
 			if !fresh {
 				fresh = true // the cache may be behind: make sure before waiting
 				continue
@@ -479,7 +493,7 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error
 			}
 		}
 		next.Sent = &sending{ref: r, Fence: t.fence, Attempt: t.attempt}
-		next.Lease = &lease{Owner: o.owner, TTLMS: o.leaseTTL.Milliseconds()}
+		next.Lease = &lease{Owner: o.owner, TTLMS: o.leaseTTL.Milliseconds(), Forward: o.forward}
 		next.Wanted = ""
 		takenAt := o.now() // before the write: the lease counts from here
 		rev, err := o.write(ctx, key, c.rev, next)
@@ -500,6 +514,13 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error
 		return t, nil
 	}
 	return ticket{}, fmt.Errorf("order lease %s: lost %d races in a row", key, maxRaces)
+}
+
+// forgetKey drops key's cached state, so the next look reads it afresh.
+func (o *orderBook) forgetKey(key string) {
+	o.mu.Lock()
+	delete(o.cache, key)
+	o.mu.Unlock()
 }
 
 // Left is how long the ticket's lease still covers an operator call; a call
@@ -586,6 +607,9 @@ func (o *orderBook) sweep(ctx context.Context, all bool, tryLock func(key string
 	}
 }
 
+// sweepTimeout bounds the writes that free every lease at shutdown.
+const sweepTimeout = 2 * time.Second
+
 // runSweeper frees idle leases every half linger until ctx ends, then frees
 // every lease this replica still keeps, each write with a deadline of its
 // own, so the next replica need not wait them out.
@@ -595,7 +619,7 @@ func (o *orderBook) runSweeper(ctx context.Context, tryLock func(string) (func()
 	for {
 		select {
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sweepTimeout)
 			o.sweep(fctx, true, tryLock)
 			cancel()
 			return

@@ -63,7 +63,7 @@ func refAt(i int) ref {
 
 func begin(t *testing.T, o *orderBook, key string, r ref) ticket {
 	t.Helper()
-	tk, err := o.Begin(t.Context(), key, r)
+	tk, err := o.Begin(t.Context(), key, r, false)
 	if err != nil {
 		t.Fatalf("%s: Begin(%s): %v", o.owner, r.ID, err)
 	}
@@ -239,7 +239,7 @@ func TestOrderUnreadableStateIsAnError(t *testing.T) {
 	if _, err := kv.Put(t.Context(), key, []byte("{not json")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := obs[0].Begin(t.Context(), key, refAt(1))
+	_, err := obs[0].Begin(t.Context(), key, refAt(1), false)
 	if !errors.Is(err, ErrOrderState) {
 		t.Fatalf("Begin over garbage = %v, want ErrOrderState", err)
 	}
@@ -361,7 +361,7 @@ func BenchmarkOrderStep(b *testing.B) {
 				if mode == "lone" {
 					key = orderKey("env-1", fmt.Sprintf("%s-%d", mode, i))
 				}
-				t, err := ob.Begin(b.Context(), key, ref{ID: fmt.Sprint(i), Time: base.Add(time.Duration(i)), Seq: uint64(i)})
+				t, err := ob.Begin(b.Context(), key, ref{ID: fmt.Sprint(i), Time: base.Add(time.Duration(i)), Seq: uint64(i)}, false)
 				if err != nil || t.verdict != proceed {
 					b.Fatalf("Begin = %+v, %v", t, err)
 				}
@@ -382,5 +382,28 @@ func TestOrderStateOutlivesTheDeployStream(t *testing.T) {
 		if sc.Name == events.StreamDeploy && (cfg.TTL == 0 || cfg.TTL <= sc.MaxAge) {
 			t.Fatalf("order state TTL %v does not outlast DEPLOY's max age %v", cfg.TTL, sc.MaxAge)
 		}
+	}
+}
+
+// A first delivery that finds the key held by a replica taking forwarded
+// requests is handed to it; a redelivery (mayForward false) waits instead.
+func TestOrderHandsHeldKeysToTheirHolder(t *testing.T) {
+	obs, _, _ := books(t, time.Second, "a", "b")
+	a, b := obs[0], obs[1]
+	a.forward = "operator-bridge.forward.a"
+	key := orderKey("env-1", "app")
+	t1 := begin(t, a, key, refAt(1))
+	a.Done(t1, outcomeApplied)
+	tk, err := b.Begin(t.Context(), key, refAt(2), true)
+	if err != nil || tk.verdict != elsewhere || tk.holder != a.forward {
+		t.Fatalf("b.Begin(r2, mayForward) while a holds the key = %+v, %v", tk, err)
+	}
+	if tk := begin(t, b, key, refAt(2)); tk.verdict != wait {
+		t.Fatalf("b.Begin(r2) without forwarding = %+v, want wait", tk)
+	}
+	// The holder runs what it is handed.
+	if tk, err := a.Begin(t.Context(), key, refAt(2), false); err != nil || tk.verdict != wait {
+		// b asked for the key above, so a lets it go first.
+		t.Fatalf("a.Begin(r2) after b asked = %+v, %v", tk, err)
 	}
 }

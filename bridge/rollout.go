@@ -61,6 +61,8 @@ const (
 	maxRollouts = 1000
 	// natsWait bounds every wait on NATS of the tracker.
 	natsWait = 5 * time.Second
+	// handBackWait bounds the write that hands a rollout back at shutdown.
+	handBackWait = 2 * time.Second
 	// firstLook bounds the first status call, made before the deploy
 	// request is acknowledged.
 	firstLook = 2 * time.Second
@@ -597,7 +599,8 @@ func (f *follower) publish(ctx context.Context) bool {
 
 // handBack clears the owner so that another replica goes on at once.
 func (f *follower) handBack(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), natsWait)
+	// Short: it runs inside the bridge's shutdown grace.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handBackWait)
 	defer cancel()
 	f.st.Owner = ""
 	f.st.Beat++

@@ -77,6 +77,7 @@ func (b *Bridge) setupStreams(ctx context.Context) error {
 		if !b.cfg.ExternalStreams {
 			// An update keeps the replica count the operators chose (say 3 on
 			// a cluster); the contract's definition leaves it open.
+			sc.Replicas = b.cfg.Replicas
 			if s, err := b.js.Stream(ctx, sc.Name); err == nil {
 				sc.Replicas = s.CachedInfo().Config.Replicas
 			}
@@ -112,12 +113,14 @@ func (b *Bridge) setupStreams(ctx context.Context) error {
 		return fmt.Errorf("key-value bucket %s: %w", OrderBucket, err)
 	}
 	b.order = newOrderBook(kv, b.owner, b.cfg.OperatorTimeout)
+	b.order.forward = b.inbox
 	return nil
 }
 
 // keepReplicas gives cfg the replica count of the bucket if it exists, so
-// that starting the bridge never scales a bucket down.
+// that starting the bridge never scales a bucket, and Config.Replicas if not.
 func (b *Bridge) keepReplicas(ctx context.Context, cfg jetstream.KeyValueConfig) jetstream.KeyValueConfig {
+	cfg.Replicas = b.cfg.Replicas
 	if kv, err := b.js.KeyValue(ctx, cfg.Bucket); err == nil {
 		if st, err := kv.Status(ctx); err == nil {
 			if s, ok := st.(*jetstream.KeyValueBucketStatus); ok {

@@ -38,7 +38,7 @@ type ApplyRequest struct {
 	Fence uint64 `json:"-"`
 }
 
-// The fencing headers of an apply call (contract §5).
+// The fencing headers of an apply call (docs/operators.md, Fencing).
 const (
 	HeaderRequestID   = "Boreas-Request-Id"
 	HeaderRequestTime = "Boreas-Request-Time"

@@ -45,6 +45,7 @@ type serveConfig struct {
 	EnvironmentsFile   string `envconfig:"OPERATOR_BRIDGE_ENVIRONMENTS_FILE" desc:"environments file (YAML or JSON)"`
 	EnvironmentsBucket string `envconfig:"OPERATOR_BRIDGE_ENVIRONMENTS_BUCKET" default:"environments" desc:"key-value bucket of environments, watched live; set it empty to turn it off"`
 	ManageStreams      bool   `envconfig:"OPERATOR_BRIDGE_MANAGE_STREAMS" default:"true" desc:"create or update the streams and the environments bucket at start"`
+	Replicas           int    `envconfig:"OPERATOR_BRIDGE_REPLICAS" default:"1" desc:"replica count (1 to 5) of the streams and buckets the bridge creates, 3 on a 3-node cluster; existing ones keep theirs"`
 
 	RetryWindow    time.Duration `envconfig:"OPERATOR_BRIDGE_RETRY_WINDOW" default:"10m" desc:"how long a deploy request is retried before it fails"`
 	HealthInterval time.Duration `envconfig:"OPERATOR_BRIDGE_HEALTH_INTERVAL" default:"30s" desc:"period of operator.health events"`
@@ -93,6 +94,9 @@ func loadServeConfig() (serveConfig, error) {
 		if d.v <= 0 {
 			problems = append(problems, fmt.Sprintf("%s%s=%s: must be positive", envPrefix, d.name, d.v))
 		}
+	}
+	if cfg.Replicas < 1 || cfg.Replicas > 5 {
+		problems = append(problems, fmt.Sprintf("%sREPLICAS=%d: want 1 to 5", envPrefix, cfg.Replicas))
 	}
 	if cfg.MaxInFlight <= 0 {
 		problems = append(problems, fmt.Sprintf("%sMAX_IN_FLIGHT=%d: must be positive", envPrefix, cfg.MaxInFlight))

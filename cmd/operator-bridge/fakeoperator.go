@@ -64,7 +64,8 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 	srv.SetRollout(*ro)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
-		return withCode(exitFailed, fmt.Errorf("fake-operator: %w", err))
+		return withCode(exitFailed, fmt.Errorf("fake-operator --listen %s: %w", *listen,
+			addrInUse(err, "choose another port with --listen, e.g. --listen 127.0.0.1:8083, or 127.0.0.1:0 for any free one")))
 	}
 	hs := &http.Server{Handler: logRequests(srv.Handler(), log), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1) // Serve's one result
@@ -74,7 +75,8 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 	select {
 	case <-ctx.Done():
 	case err := <-served:
-		return withCode(exitFailed, fmt.Errorf("fake-operator: %w", err))
+		return withCode(exitFailed, fmt.Errorf("fake-operator --listen %s: %w", *listen,
+			addrInUse(err, "choose another port with --listen, e.g. --listen 127.0.0.1:8083, or 127.0.0.1:0 for any free one")))
 	}
 	srv.Close() // ends hanging requests
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -433,7 +433,7 @@ var contractVariables = []string{
 	"K8S_OPERATOR_URL", "PM_OPERATOR_URL", "USE_MOCK", "OPERATOR_TOKEN", "OPERATOR_TLS_CA",
 	"ENVIRONMENTS_FILE", "ENVIRONMENTS_BUCKET", "MANAGE_STREAMS",
 	"OPERATOR_TIMEOUT", "RETRY_WINDOW", "HEALTH_INTERVAL", "MAX_IN_FLIGHT", "HTTP_ADDR",
-	"LOG_LEVEL", "LOG_FORMAT", "INSTANCE",
+	"LOG_LEVEL", "LOG_FORMAT", "INSTANCE", "REPLICAS",
 	"ROLLOUT_TIMEOUT", "ROLLOUT_POLL", "ROLLOUT_GRACE",
 }
 
@@ -475,6 +475,8 @@ func TestBadConfiguration(t *testing.T) {
 		{"log format", map[string]string{"LOG_FORMAT": "xml"}, nil, "LOG_FORMAT"},
 		{"log level", map[string]string{"LOG_LEVEL": "loud"}, nil, "LOG_LEVEL"},
 		{"max in flight", map[string]string{"MAX_IN_FLIGHT": "0"}, nil, "MAX_IN_FLIGHT"},
+		{"no replicas", map[string]string{"REPLICAS": "0"}, nil, "REPLICAS=0: want 1 to 5"},
+		{"too many replicas", map[string]string{"REPLICAS": "7"}, nil, "REPLICAS=7: want 1 to 5"},
 		{"negative timeout", map[string]string{"OPERATOR_TIMEOUT": "-1s"}, nil, "OPERATOR_TIMEOUT"},
 		{"zero rollout poll", map[string]string{"ROLLOUT_POLL": "0s"}, nil, "ROLLOUT_POLL"},
 		{"rollout grace", map[string]string{"ROLLOUT_GRACE": "a while"}, nil, "OPERATOR_BRIDGE_ROLLOUT_GRACE"},
@@ -787,5 +789,45 @@ func TestHelpTexts(t *testing.T) {
 	wantContains(t, "watch --help", r.stdout, "--from new|all|last|DURATION|TIME|SEQ", "--env ID")
 	if strings.Contains(r.stdout, "--from duration") {
 		t.Errorf("watch --from is labelled a duration:\n%s", r.stdout)
+	}
+}
+
+// An address in use names the variable or flag that chose it and a way out.
+func TestAddressInUse(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want []string
+	}{
+		{"ops HTTP", map[string]string{"HTTP_ADDR": addr}, []string{"serve"},
+			[]string{"OPERATOR_BRIDGE_HTTP_ADDR=" + addr, "address already in use", "OPERATOR_BRIDGE_HTTP_ADDR=127.0.0.1:8091", "set it empty"}},
+		{"embedded NATS", map[string]string{"EMBEDDED_NATS_LISTEN": addr}, []string{"serve"},
+			[]string{"OPERATOR_BRIDGE_EMBEDDED_NATS_LISTEN=" + addr, "address already in use", "OPERATOR_BRIDGE_EMBEDDED_NATS_LISTEN=127.0.0.1:4333", "OPERATOR_BRIDGE_NATS_URL=nats://" + addr}},
+		{"fake operator", nil, []string{"fake-operator", "--kind", "k8s", "--listen", addr},
+			[]string{"--listen " + addr, "address already in use", "--listen 127.0.0.1:8083"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			t.Setenv(envPrefix+"EMBEDDED_NATS_DIR", t.TempDir())
+			t.Setenv(envPrefix+"EMBEDDED_NATS_LISTEN", testAddr(t))
+			t.Setenv(envPrefix+"HTTP_ADDR", testAddr(t))
+			for k, v := range tt.env {
+				t.Setenv(envPrefix+k, v)
+			}
+			r := runCmd(t, tt.args...)
+			wantCode(t, r, exitFailed)
+			wantContains(t, "stderr", r.stderr, tt.want...)
+			if strings.Contains(r.stderr, "embedded NATS server started") {
+				t.Errorf("the embedded NATS server started before the addresses were checked:\n%s", r.stderr)
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -88,13 +89,21 @@ func serve(ctx context.Context, cfg serveConfig, settings operator.Settings, log
 		return usageError("%v", err)
 	}
 
+	// Both addresses are checked before anything starts.
+	if cfg.HTTPAddr != "" {
+		if err := checkListen(cfg.HTTPAddr); err != nil {
+			return httpAddrError(cfg.HTTPAddr, err)
+		}
+	}
 	urls := cfg.NATSURL
 	if urls == "" {
 		if err := os.MkdirAll(cfg.EmbeddedNATSDir, 0o750); err != nil {
 			return fmt.Errorf("embedded NATS storage: %w", err)
 		}
 		if err := checkListen(cfg.EmbeddedNATSListen); err != nil {
-			return fmt.Errorf("embedded NATS server: %w (set %sEMBEDDED_NATS_LISTEN, or %sNATS_URL to use that server)", err, envPrefix, envPrefix)
+			return fmt.Errorf("embedded NATS server (%sEMBEDDED_NATS_LISTEN=%s): %w", envPrefix, cfg.EmbeddedNATSListen,
+				addrInUse(err, fmt.Sprintf("set %sEMBEDDED_NATS_LISTEN=127.0.0.1:4333, or %sNATS_URL=nats://%s to use the server listening there",
+					envPrefix, envPrefix, cfg.EmbeddedNATSListen)))
 		}
 		ns, err := natsembed.Start(natsembed.Config{Listen: cfg.EmbeddedNATSListen, StoreDir: cfg.EmbeddedNATSDir})
 		if err != nil {
@@ -121,6 +130,7 @@ func serve(ctx context.Context, cfg serveConfig, settings operator.Settings, log
 		Instance:           cfg.Instance,
 		Version:            semver(version),
 		ExternalStreams:    !cfg.ManageStreams,
+		Replicas:           cfg.Replicas,
 		EnvironmentsFile:   cfg.EnvironmentsFile,
 		EnvironmentsBucket: cfg.EnvironmentsBucket,
 		OperatorTimeout:    cfg.OperatorTimeout,
@@ -142,6 +152,9 @@ func serve(ctx context.Context, cfg serveConfig, settings operator.Settings, log
 		"use_mock", settings.UseMock, "environments_file", cfg.EnvironmentsFile,
 		"environments_bucket", cfg.EnvironmentsBucket, "http", cfg.HTTPAddr)
 	if err := b.Run(ctx); err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) && cfg.HTTPAddr != "" {
+			return httpAddrError(cfg.HTTPAddr, err) // taken since the check
+		}
 		return fmt.Errorf("bridge: %w", err)
 	}
 	if err := nc.Drain(); err != nil {
@@ -178,6 +191,20 @@ func semver(v string) string {
 		return "0.0.0-dev"
 	}
 	return s
+}
+
+// httpAddrError explains that the ops HTTP address cannot be listened on.
+func httpAddrError(addr string, err error) error {
+	return fmt.Errorf("ops HTTP server (%sHTTP_ADDR=%s): %w", envPrefix, addr,
+		addrInUse(err, fmt.Sprintf("set %sHTTP_ADDR=127.0.0.1:8091, or set it empty to serve no /healthz, /readyz and /metrics", envPrefix)))
+}
+
+// addrInUse adds a way out to a listen error on an address that is taken.
+func addrInUse(err error, wayOut string) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	return fmt.Errorf("%w (another process listens there, perhaps another operator-bridge: %s)", err, wayOut)
 }
 
 // checkListen fails at once when addr cannot be listened on (in use, say),

@@ -427,12 +427,24 @@ func TestSingleNodePermissions(t *testing.T) {
 	// master: requests and queries go in; results, health and dead letters do not.
 	req := master.mustStore(t, "deploy.request.env-001", `{"id":"r1"}`)
 	master.mustStore(t, "status.query.env-001", `{"id":"q1"}`)
-	for _, subj := range []string{"deploy.result.env-001", "status.result.env-001", "operator.health.env-001", "deadletter.deploy.request.env-001"} {
+	for _, subj := range []string{"deploy.result.env-001", "status.result.env-001", "operator.health.env-001", "deadletter.deploy.request.env-001",
+		bridge.ForwardPrefix + "abcd"} {
 		master.mustNotPublish(t, subj)
+	}
+	// Bridges hand requests to each other; nobody else may.
+	fwd, err := br.nc.SubscribeSync(bridge.ForwardPrefix + "abcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := br.nc.Publish(bridge.ForwardPrefix+"abcd", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fwd.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("bridge: forward a request to another bridge: %v", err)
 	}
 
 	// viewer: reads only.
-	for _, subj := range []string{"deploy.request.env-001", "status.query.env-001", "deploy.result.env-001", "operator.health.env-001", "deadletter.x"} {
+	for _, subj := range []string{"deploy.request.env-001", "status.query.env-001", "deploy.result.env-001", "operator.health.env-001", "deadletter.x", bridge.ForwardPrefix + "abcd"} {
 		viewer.mustNotPublish(t, subj)
 	}
 	viewer.mustFail(t, "put into the environments bucket", func(ctx context.Context) error {
@@ -716,13 +728,20 @@ func TestBridgeRunsAsBridgeUser(t *testing.T) {
 	}
 
 	// A redelivered request looks for its stored result the way the bridge
-	// does: an ordered consumer, headers only, over its environment's results.
+	// does: an ephemeral consumer, headers only, over its environment's results,
+	// deleted after.
 	for _, sub := range [][2]string{{"DEPLOY", "deploy.result.env-001"}, {"STATUS", "status.result.env-001"}} {
-		oc, err := br.js.OrderedConsumer(ctx, sub[0], jetstream.OrderedConsumerConfig{FilterSubjects: []string{sub[1]},
-			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: 1, HeadersOnly: true})
+		oc, err := br.js.CreateConsumer(ctx, sub[0], jetstream.ConsumerConfig{Name: "operator-bridge-look-test", FilterSubject: sub[1],
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: 1, AckPolicy: jetstream.AckNonePolicy,
+			HeadersOnly: true, MemoryStorage: true, InactiveThreshold: time.Minute})
 		if err != nil {
 			t.Fatalf("bridge: look through %s: %v", sub[1], err)
 		}
+		defer func() {
+			if err := br.js.DeleteConsumer(ctx, sub[0], "operator-bridge-look-test"); err != nil {
+				t.Errorf("bridge: delete its look through %s: %v", sub[1], err)
+			}
+		}()
 		if sub[0] == "DEPLOY" {
 			b, err := oc.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
 			if err != nil {
