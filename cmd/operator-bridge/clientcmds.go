@@ -139,6 +139,11 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 		return withCode(exitFailed, nil)
 	}
 	if follow {
+		if strings.HasPrefix(res.Message, "already applied") {
+			// A replay is not followed again: its rollout is the first
+			// copy's, stored earlier.
+			since = time.Time{}
+		}
 		return cf.explain(followRollout(wctx, c.stdout, p, bc, *env, *app, pub.ID, since, cf.json))
 	}
 	return nil
