@@ -19,6 +19,7 @@ import (
 
 	"github.com/boreas/operator-bridge/events"
 	"github.com/boreas/operator-bridge/operator"
+	"github.com/boreas/operator-bridge/statuspage"
 )
 
 // Factory builds the operators of a set of environments; *operator.Factory
@@ -174,13 +175,28 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	var srv *http.Server
 	var serving sync.WaitGroup
+	// The status page follows the streams until ctx ends (or Run returns
+	// early), then closes its live connections, so the server's shutdown
+	// does not wait on them.
+	pageCtx, stopPage := context.WithCancel(ctx)
+	var paging sync.WaitGroup
+	defer func() { stopPage(); paging.Wait() }()
 	if b.cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", b.cfg.HTTPAddr)
 		if err != nil {
 			_ = svc.Stop()
 			return fmt.Errorf("ops HTTP address (Config.HTTPAddr) %s: %w", b.cfg.HTTPAddr, err)
 		}
-		srv = &http.Server{Handler: b.opsHandler(), ReadHeaderTimeout: 5 * time.Second}
+		page, err := statuspage.New(statuspage.Config{
+			JetStream: b.js, Environments: b.environmentInfos, SignOut: b.cfg.OpsToken != "", Logger: b.log,
+		})
+		if err != nil {
+			_ = ln.Close()
+			_ = svc.Stop()
+			return err
+		}
+		srv = &http.Server{Handler: b.opsHandler(page), ReadHeaderTimeout: 5 * time.Second}
+		paging.Go(func() { _ = page.Run(pageCtx) })
 		serving.Go(func() { _ = srv.Serve(ln) })
 	}
 

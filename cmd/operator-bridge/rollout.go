@@ -23,11 +23,11 @@ const (
 // line per event, like kubectl rollout status, and ends at the final
 // event: nil when converged, exit code 1 for the other final phases, 3 when
 // none came before ctx ended. With asJSON it prints only the final event.
-func followRollout(ctx context.Context, w io.Writer, p palette, bc *bridgeClient, env, app, id string, since time.Time, asJSON bool) error {
+func followRollout(ctx context.Context, w io.Writer, p palette, bc *bridgeClient, env, app, id string, from events.ProgressOption, asJSON bool) error {
 	if !asJSON {
 		fmt.Fprintf(w, "Waiting for the rollout of %s on %s to converge %s\n", app, env, p.dim("(request "+id+")"))
 	}
-	for ev, err := range bc.Progress(ctx, env, id, events.ProgressSince(since)) {
+	for ev, err := range bc.Progress(ctx, env, id, from) {
 		if err != nil {
 			if ctx.Err() != nil {
 				return withCode(exitTimeout, fmt.Errorf("no final rollout event for request %s within the timeout (the bridge may still be following it): %w", id, err))
