@@ -67,9 +67,9 @@ type serveConfig struct {
 	MaxInFlight    int           `env:"OPERATOR_BRIDGE_MAX_IN_FLIGHT" file:"bridge.max_in_flight" default:"256" desc:"requests handled at once"`
 	Instance       string        `env:"OPERATOR_BRIDGE_INSTANCE" file:"bridge.instance" desc:"name of this replica in the source of its events"`
 
-	RolloutTimeout time.Duration `env:"OPERATOR_BRIDGE_ROLLOUT_TIMEOUT" file:"rollout.timeout" default:"10m" desc:"how long a rollout is followed before timed_out (a request's rollout.timeout overrides it)"`
-	RolloutPoll    time.Duration `env:"OPERATOR_BRIDGE_ROLLOUT_POLL" file:"rollout.poll" default:"5s" desc:"status calls per tracked rollout: one per this interval (with jitter)"`
-	RolloutGrace   time.Duration `env:"OPERATOR_BRIDGE_ROLLOUT_GRACE" file:"rollout.grace" default:"2m" desc:"how long a target version may stay below min_healthy before degraded"`
+	RolloutTimeout time.Duration `env:"OPERATOR_BRIDGE_ROLLOUT_TIMEOUT" file:"bridge.rollout_timeout" default:"10m" desc:"how long a rollout is followed before timed_out (a request's rollout.timeout overrides it)"`
+	RolloutPoll    time.Duration `env:"OPERATOR_BRIDGE_ROLLOUT_POLL" file:"bridge.rollout_poll" default:"5s" desc:"status calls per tracked rollout: one per this interval (with jitter)"`
+	RolloutGrace   time.Duration `env:"OPERATOR_BRIDGE_ROLLOUT_GRACE" file:"bridge.rollout_grace" default:"2m" desc:"how long a target version may stay below min_healthy before degraded"`
 
 	HTTPAddr string `env:"OPERATOR_BRIDGE_HTTP_ADDR" file:"http.addr" default:"127.0.0.1:8090" desc:"the status page, /healthz, /readyz and /metrics (0.0.0.0:8090 in a container); empty serves nothing"`
 	PProf    bool   `env:"OPERATOR_BRIDGE_PPROF" file:"http.pprof" default:"false" desc:"serve Go's profiles under /debug/pprof/ on the ops address"`
