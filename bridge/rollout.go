@@ -39,6 +39,11 @@ import (
 // the pending event again under the same Nats-Msg-Id, which JetStream
 // stores once. After the final event is stored the value says done and
 // nothing more is published for the request.
+//
+// The first look at a rollout happens before the deploy request is
+// acknowledged, in its key's turn: a rollout already final then (the mock's)
+// gets its final event and no state at all; a redelivery of the request
+// finds its stored result and is not tracked again.
 
 // RolloutBucket holds the state of every tracked rollout.
 const RolloutBucket = "operator-bridge-rollouts"
