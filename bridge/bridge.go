@@ -48,6 +48,7 @@ type Bridge struct {
 	circuits *circuits
 	health   *healthBoard
 	progress *progress
+	rollouts *rollouts // rollout tracking (issue 12; rollout.go)
 	envKV    jetstream.KeyValue
 	envWatch jetstream.KeyWatcher
 
@@ -102,6 +103,7 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 		unstored: newUnstored(),
 		stopping: make(chan struct{}),
 	}
+	b.rollouts = newRollouts(b) // rollout tracking (issue 12)
 	b.circuits = newCircuits(circuitThreshold, circuitCoolDown, func(endpoint string, s circuitState) {
 		m.circuit.WithLabelValues(endpoint).Set(float64(s))
 		b.log.Warn("operator circuit", "endpoint", endpoint, "state", s.String())
@@ -157,6 +159,9 @@ func (b *Bridge) setConsumerReady(stream string, ok bool) {
 // goroutine it started has stopped.
 func (b *Bridge) Run(ctx context.Context) error {
 	if err := b.setupStreams(ctx); err != nil {
+		return err
+	}
+	if err := b.rollouts.setup(ctx); err != nil { // rollout tracking (issue 12)
 		return err
 	}
 	if err := b.loadEnvironments(ctx); err != nil {
@@ -240,6 +245,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	loops.Go(func() { b.consumeLoop(ctx, work, events.StreamDeploy, b.handleDeploy) })
 	loops.Go(func() { b.consumeLoop(ctx, work, events.StreamStatus, b.handleStatusQuery) })
 	loops.Go(func() { b.healthLoop(ctx) })
+	loops.Go(func() { b.rollouts.run(ctx) }) // rollout tracking (issue 12)
 	if b.envKV != nil {
 		loops.Go(func() { b.watchEnvironments(ctx) })
 	}

@@ -29,6 +29,8 @@ type deployJob struct {
 	waited string
 	// holder is where to hand the request, when another replica holds its key.
 	holder string
+	// applied: an operator call applied it (rollout tracking follows it).
+	applied bool
 }
 
 // Key queue bounds: what comes beyond them is nak'd with keyFullDelay.
@@ -218,6 +220,7 @@ func (b *Bridge) ordered(ctx context.Context, j *deployJob) (finding, time.Durat
 	b.circuits.Done(endpoint, unavailable(err))
 	if err == nil {
 		b.order.Done(t, outcomeApplied)
+		j.applied = true
 		j.res.Outcome, j.res.Success, j.res.Message = events.Succeeded, true, resp.Message
 		return settled, 0
 	}
@@ -332,6 +335,11 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 		_ = j.msg.NakWithDelay(retryBase)
 		b.logDeploy(ctx, j, slog.LevelWarn, "result not stored; will retry", "err", err)
 		return
+	}
+	// Rollout tracking (issue 12): a request that an operator call applied
+	// (not a replay answered "already applied") is followed from here on.
+	if j.applied {
+		b.trackRollout(ctx, j)
 	}
 	_ = j.msg.Ack()
 	b.metrics.events.WithLabelValues(events.TypeDeployRequest, string(j.res.Outcome)).Inc()
