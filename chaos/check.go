@@ -108,6 +108,9 @@ func Check(h History) Findings {
 	c.applies()
 	c.lies()
 	c.settled()
+	if h.CheckRollouts {
+		c.f.Violations = append(c.f.Violations, CheckProgress(h, h.Progress)...)
+	}
 	slices.SortStableFunc(c.f.Violations, func(a, b Violation) int { return a.At.Compare(b.At) })
 	return c.f
 }

@@ -128,6 +128,13 @@ func TestCheck(t *testing.T) {
 		{"nothing recorded", func(h *History) {
 			h.Requests, h.Results, h.Applies = nil, nil, nil
 		}, map[ViolationKind]int{Incomplete: 1}},
+		{"rollouts checked, none ended", func(h *History) { h.CheckRollouts = true }, map[ViolationKind]int{ProgressMissing: 2}},
+		{"rollouts checked and ended", func(h *History) {
+			h.CheckRollouts = true
+			for i, r := range h.Requests[:2] {
+				h.Progress = append(h.Progress, ProgressMsg{Seq: uint64(10 + i), ID: events.FinalProgressID(r.ID, r.Seq), RequestID: r.ID, Env: "e", Phase: "converged", Final: true})
+			}
+		}, nil},
 		{"crash", func(h *History) { h.Crashes = []string{"replica-2 exited on its own: exit status 2"} }, map[ViolationKind]int{Crash: 1}},
 		{"slow shutdown", func(h *History) { h.Shutdowns[0].InGrace = false }, map[ViolationKind]int{SlowShutdown: 1}},
 	}

@@ -21,13 +21,13 @@ import (
 // DEPLOY stream, through a consumer of its own that it deletes afterwards;
 // when the stream takes no new consumer (it allows 1,000 by default), it
 // reads message by message instead.
-func ReadDeploy(ctx context.Context, js jetstream.JetStream) ([]RequestMsg, []ResultMsg, error) {
+func ReadDeploy(ctx context.Context, js jetstream.JetStream) ([]RequestMsg, []ResultMsg, []ProgressMsg, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	var h history
 	cons, err := js.CreateConsumer(ctx, events.StreamDeploy, jetstream.ConsumerConfig{
 		Description:       "chaos: read back the history",
-		FilterSubjects:    []string{events.PrefixDeployRequest + ">", events.PrefixDeployResult + ">"},
+		FilterSubjects:    []string{events.PrefixDeployRequest + ">", events.PrefixDeployResult + ">", events.PrefixDeployProgress + ">"},
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckPolicy:         jetstream.AckNonePolicy,
 		InactiveThreshold: time.Minute,
@@ -36,9 +36,9 @@ func ReadDeploy(ctx context.Context, js jetstream.JetStream) ([]RequestMsg, []Re
 	})
 	if err != nil { // the limit of consumers, say
 		if err := h.readEach(ctx, js); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return h.reqs, h.res, nil
+		return h.reqs, h.res, h.progress, nil
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -49,32 +49,33 @@ func ReadDeploy(ctx context.Context, js jetstream.JetStream) ([]RequestMsg, []Re
 	for pending > 0 {
 		batch, err := cons.Fetch(int(min(pending, 1000)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		n := 0
 		for m := range batch.Messages() {
 			n++
 			meta, err := m.Metadata()
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			h.add(m.Subject(), m.Headers(), m.Data(), meta.Sequence.Stream, meta.Timestamp)
 			pending = meta.NumPending
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if n == 0 {
-			return nil, nil, fmt.Errorf("%d messages to read did not come", pending)
+			return nil, nil, nil, fmt.Errorf("%d messages to read did not come", pending)
 		}
 	}
-	return h.reqs, h.res, nil
+	return h.reqs, h.res, h.progress, nil
 }
 
 // history collects what ReadDeploy reads.
 type history struct {
-	reqs []RequestMsg
-	res  []ResultMsg
+	reqs     []RequestMsg
+	res      []ResultMsg
+	progress []ProgressMsg
 }
 
 // readEach reads the stream one message at a time, without a consumer.
@@ -92,15 +93,30 @@ func (h *history) readEach(ctx context.Context, js jetstream.JetStream) error {
 		if err != nil {
 			return fmt.Errorf("message %d: %w", seq, err)
 		}
-		if strings.HasPrefix(m.Subject, events.PrefixDeployRequest) || strings.HasPrefix(m.Subject, events.PrefixDeployResult) {
+		if strings.HasPrefix(m.Subject, events.PrefixDeployRequest) || strings.HasPrefix(m.Subject, events.PrefixDeployResult) || strings.HasPrefix(m.Subject, events.PrefixDeployProgress) {
 			h.add(m.Subject, m.Header, m.Data, m.Sequence, m.Time)
 		}
 	}
 	return nil
 }
 
-// add decodes one stored request or result.
+// add decodes one stored request, result or progress event.
 func (h *history) add(subject string, hdr nats.Header, data []byte, seq uint64, stored time.Time) {
+	if strings.HasPrefix(subject, events.PrefixDeployProgress) {
+		p := ProgressMsg{Seq: seq, Stored: stored}
+		p.Env, _ = events.EnvironmentFromSubject(subject)
+		e, data, _ := events.DecodeDeployProgress(hdr, data)
+		p.ID = e.ID()
+		if v, ok := e.Extensions()[events.ExtRequestID].(string); ok {
+			p.RequestID = v
+		}
+		if p.RequestID == "" {
+			p.RequestID = data.RequestID
+		}
+		p.Phase, p.Final = string(data.Phase), data.Final
+		h.progress = append(h.progress, p)
+		return
+	}
 	if strings.HasPrefix(subject, events.PrefixDeployRequest) {
 		env, req, _ := events.DecodeDeployRequest(subject, hdr, data)
 		h.reqs = append(h.reqs, RequestMsg{Seq: seq, ID: env.ID, Env: env.Environment, App: req.App, Version: req.Version, Time: env.Time, Stored: stored})

@@ -41,7 +41,7 @@ func TestReadDeployPastTheConsumerLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	js.Publish(ctx, "deploy.progress.e", []byte("{}")) // not read back
+	js.Publish(ctx, "deploy.other.e", []byte("{}")) // not read back
 	var want []string
 	for _, limited := range []bool{false, true} {
 		if limited {
@@ -49,7 +49,7 @@ func TestReadDeployPastTheConsumerLimit(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		reqs, res, err := ReadDeploy(ctx, js)
+		reqs, res, _, err := ReadDeploy(ctx, js)
 		if err != nil {
 			t.Fatalf("limited %v: %v", limited, err)
 		}

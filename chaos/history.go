@@ -95,9 +95,14 @@ type History struct {
 	Requests []RequestMsg
 	Results  []ResultMsg
 	Applies  []Apply
-	Faults   []FaultWindow
-	Phases   []Phase
-	Consumer ConsumerState
+	// Progress holds the deploy progress events stored, in stream order;
+	// with CheckRollouts, Check also checks the rollout promises over them
+	// (CheckProgress).
+	Progress      []ProgressMsg
+	CheckRollouts bool
+	Faults        []FaultWindow
+	Phases        []Phase
+	Consumer      ConsumerState
 	// Settled says whether, once the load stopped and the faults were
 	// healed, every request got its result and the consumer drained, within
 	// the retry window and slack; SettleTook is how long the wait was.

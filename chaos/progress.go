@@ -47,14 +47,16 @@ func CheckProgress(h History, progress []ProgressMsg) []Violation {
 	}
 	byFinalID := map[string]*tracked{}
 	byRequest := map[string][]*tracked{}
+	byResultID := make(map[string][]RequestMsg, len(h.Requests))
+	for _, r := range h.Requests {
+		id := events.ResultID(r.ID, r.Seq)
+		byResultID[id] = append(byResultID[id], r)
+	}
 	for _, res := range h.Results {
 		if res.Outcome != string(events.Succeeded) || strings.HasPrefix(res.Message, "already applied") || strings.HasPrefix(res.Message, "applied earlier") {
 			continue
 		}
-		for _, r := range h.Requests {
-			if events.ResultID(r.ID, r.Seq) != res.ID {
-				continue
-			}
+		for _, r := range byResultID[res.ID] {
 			t := &tracked{req: r}
 			byFinalID[events.FinalProgressID(r.ID, r.Seq)] = t
 			byRequest[r.ID] = append(byRequest[r.ID], t)

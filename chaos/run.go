@@ -228,6 +228,8 @@ func run(ctx context.Context, cfg Config) (History, error) {
 				"OPERATOR_BRIDGE_RETRY_WINDOW=" + cfg.RetryWindow.String(),
 				"OPERATOR_BRIDGE_REPLICAS=3",
 				"OPERATOR_BRIDGE_HEALTH_INTERVAL=5s",
+				"OPERATOR_BRIDGE_ROLLOUT_POLL=1s",
+				"OPERATOR_BRIDGE_ROLLOUT_TIMEOUT=20s",
 				"OPERATOR_BRIDGE_LOG_FORMAT=text",
 			},
 		}
@@ -276,11 +278,12 @@ func run(ctx context.Context, cfg Config) (History, error) {
 		runErr = errors.Join(runErr, err)
 	}
 
-	// Settle: every stored request answered and the consumer drained, or
-	// the retry window and slack have passed since the last publish.
+	// Settle: every stored request answered, every applied one with its
+	// final progress event, and the consumer drained; or the retry window and
+	// slack have passed since the last publish.
 	deadline := lastPublish.Add(cfg.RetryWindow + cfg.Slack)
 	for {
-		reqs, res, err := ReadDeploy(ctx, js)
+		reqs, res, prog, err := ReadDeploy(ctx, js)
 		if err == nil {
 			answered := map[string]bool{}
 			for _, r := range res {
@@ -292,10 +295,16 @@ func run(ctx context.Context, cfg Config) (History, error) {
 					left++
 				}
 			}
+			rollouts := 0
+			for _, v := range CheckProgress(History{Requests: reqs, Results: res}, prog) {
+				if v.Kind == ProgressMissing {
+					rollouts++
+				}
+			}
 			cs := consumerState(ctx, js)
-			logf("chaos: settling: %d of %d request messages without a result; consumer: %d unacknowledged, %d not delivered; DEPLOY has %d consumers",
-				left, len(reqs), cs.NumAckPending, cs.NumPending, cs.StreamConsumers)
-			if left == 0 && cs.Read && cs.NumAckPending == 0 && cs.NumPending == 0 {
+			logf("chaos: settling: %d of %d request messages without a result, %d applied without a final progress event; consumer: %d unacknowledged, %d not delivered; DEPLOY has %d consumers",
+				left, len(reqs), rollouts, cs.NumAckPending, cs.NumPending, cs.StreamConsumers)
+			if left == 0 && rollouts == 0 && cs.Read && cs.NumAckPending == 0 && cs.NumPending == 0 {
 				h.Settled = true
 				break
 			}
@@ -321,8 +330,9 @@ func run(ctx context.Context, cfg Config) (History, error) {
 	}
 	var reqs []RequestMsg
 	var res []ResultMsg
+	var prog []ProgressMsg
 	for try := 1; ; try++ { // a read can fail while the cluster settles
-		if reqs, res, err = ReadDeploy(ctx, js); err == nil {
+		if reqs, res, prog, err = ReadDeploy(ctx, js); err == nil {
 			break
 		}
 		if try == 10 || ctx.Err() != nil {
@@ -330,7 +340,7 @@ func run(ctx context.Context, cfg Config) (History, error) {
 		}
 		sleep(ctx, 2*time.Second)
 	}
-	h.Requests, h.Results = reqs, res
+	h.Requests, h.Results, h.Progress, h.CheckRollouts = reqs, res, prog, true
 	for _, env := range rig.Envs {
 		h.Applies = append(h.Applies, Applies(env, rig.Operators[env])...)
 	}
