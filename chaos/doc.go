@@ -47,6 +47,7 @@
 //     operator received, or "succeeded" for one it never accepted;
 //   - late results: stored later than the retry window (plus slack) after
 //     their request;
+//   - rollouts that did not end exactly once ([CheckProgress]);
 //   - messages left unacknowledged by the deploy consumer once the run
 //     settled, replicas that exited on their own, and replicas that did not
 //     exit within their grace on SIGTERM.
