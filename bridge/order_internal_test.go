@@ -7,29 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/boreas/operator-bridge/events"
-	"github.com/boreas/operator-bridge/natsembed"
+	"github.com/boreas/operator-bridge/natsembed/natsembedtest"
 )
 
 func orderBucket(t *testing.T) jetstream.KeyValue {
 	t.Helper()
-	s, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Stop)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natsembedtest.Connect(t, natsembedtest.Start(t).ClientURL())
 	kv, err := js.CreateKeyValue(t.Context(), OrderBucketConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -334,17 +320,7 @@ func TestOrderKeyEscapesDots(t *testing.T) {
 // outcome together), "lone" for a key seen once (Begin, then the write that
 // frees its lease: two writes).
 func BenchmarkOrderStep(b *testing.B) {
-	s, err := natsembed.Start(natsembed.Config{StoreDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Stop()
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, js := natsembedtest.Connect(b, natsembedtest.Start(b).ClientURL())
 	kv, err := js.CreateKeyValue(b.Context(), OrderBucketConfig())
 	if err != nil {
 		b.Fatal(err)
