@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -381,5 +382,26 @@ func TestOrderHandsHeldKeysToTheirHolder(t *testing.T) {
 	if tk, err := a.Begin(t.Context(), key, refAt(2), false); err != nil || tk.verdict != wait {
 		// b asked for the key above, so a lets it go first.
 		t.Fatalf("a.Begin(r2) after b asked = %+v, %v", tk, err)
+	}
+}
+
+// Start-up calls that time out (a cluster electing a leader) are tried
+// again; any other error is final at once.
+func TestSettingUpRetriesTimeoutsOnly(t *testing.T) {
+	calls := 0
+	err := settingUp(t.Context(), func(context.Context) error {
+		calls++
+		if calls == 1 {
+			return context.DeadlineExceeded
+		}
+		return nil
+	})
+	if err != nil || calls != 2 {
+		t.Fatalf("after one timeout: %v, %d calls", err, calls)
+	}
+	calls = 0
+	denied := errors.New("nats: permissions violation")
+	if err := settingUp(t.Context(), func(context.Context) error { calls++; return denied }); !errors.Is(err, denied) || calls != 1 {
+		t.Fatalf("a refusal: %v after %d calls, want it at once", err, calls)
 	}
 }
