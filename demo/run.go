@@ -38,7 +38,7 @@ type Event struct {
 	OK      bool
 }
 
-// Observer is told what a script does as it happens, from Run's goroutine.
+// Observer is told what a script does as it happens, one Event at a time.
 type Observer interface {
 	Observe(Event)
 }
@@ -153,21 +153,22 @@ func (w *World) deploy(ctx context.Context, p *play, s Step, start time.Time) {
 	}
 	p.obs.Observe(Event{Kind: Sent, Step: p.n, Subject: events.DeployRequestSubject(s.Env), Data: data})
 
-	// during runs beside the wait, and is told before the result.
-	stop := make(chan struct{})
-	told := make(chan string, 1) // its one note
+	// during runs beside the wait; Run waits for it before it goes on, so
+	// the Observer is never called twice at once.
+	stop, done := make(chan struct{}), make(chan struct{})
 	if s.during != nil {
-		go func() { told <- s.during(w, stop) }()
+		go func() {
+			defer close(done)
+			s.during(w, stop, func(note string) { p.tell(Told, note) })
+		}()
+	} else {
+		close(done)
 	}
 	dctx, cancel := context.WithTimeout(ctx, w.Config.StepTimeout)
 	r, err := w.Client.Deploy(dctx, s.Env, s.Request, opts...)
 	cancel()
-	if s.during != nil {
-		close(stop)
-		if note := <-told; note != "" {
-			p.tell(Told, note)
-		}
-	}
+	close(stop)
+	<-done
 	if err != nil {
 		p.judge(false, w.waitError(ctx, err))
 		return

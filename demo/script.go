@@ -41,8 +41,9 @@ type Step struct {
 	at func(start time.Time) time.Time
 	// before sets the fakes up for the step and returns what to tell ("" for nothing).
 	before func(w *World) string
-	// during runs beside the wait for the result and returns what to tell.
-	during func(w *World, stop <-chan struct{}) string
+	// during runs beside the wait for the result, telling what it does,
+	// until it is done or stop is closed.
+	during func(w *World, stop <-chan struct{}, tell func(string))
 	// after undoes before.
 	after func(w *World)
 }
@@ -177,13 +178,13 @@ func (w *World) Script() []Step {
 				w.K8s.SetFault(operatortest.Fault{Always503: true, HealthDown: true})
 				return "fake Kubernetes operator now answers 503"
 			},
-			during: func(w *World, stop <-chan struct{}) string {
+			during: func(w *World, stop <-chan struct{}, tell func(string)) {
 				select {
 				case <-time.After(3 * time.Second):
 				case <-stop:
 				}
 				w.K8s.SetFault(operatortest.Fault{})
-				return "fake Kubernetes operator recovered"
+				tell("fake Kubernetes operator recovered")
 			},
 		},
 		{
