@@ -32,9 +32,9 @@ const (
 type Step struct {
 	Title   string
 	Action  Action
-	Env     string
-	Request events.DeployRequest // Deploy
-	App     string               // StatusQuery and StatusRequest
+	Env     string               // the environment the step addresses
+	Request events.DeployRequest // the request a Deploy step sends
+	App     string               // the app a status step asks about
 	Want    Want
 
 	// at is the request's time given the script's start; nil is now.
