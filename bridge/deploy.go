@@ -149,14 +149,10 @@ func (b *Bridge) ordered(ctx context.Context, j *deployJob) (finding, time.Durat
 		j.waited = "the operator's open circuit"
 		return blocked, wait
 	}
-	when := env.Time
-	if when.IsZero() {
-		when = j.meta.Timestamp
-	}
 	// Only a first delivery that no replica forwarded is forwarded.
 	_, fwd := j.msg.(*forwarded)
 	mayForward := j.meta.NumDelivered == 1 && !fwd
-	t, err := b.order.Begin(ctx, j.key, ref{ID: env.ID, Time: when, Seq: j.meta.Sequence.Stream}, mayForward)
+	t, err := b.order.Begin(ctx, j.key, j.ref(), mayForward)
 	if err != nil || t.verdict != proceed {
 		b.circuits.Cancel(endpoint)
 	}
@@ -244,6 +240,16 @@ func (b *Bridge) ordered(ctx context.Context, j *deployJob) (finding, time.Durat
 		return notStarted, 0
 	}
 	return retryable, 0
+}
+
+// ref is the request's place in its key's order: its CloudEvent time (the
+// time JetStream stored it when it has none), then its stream sequence.
+func (j *deployJob) ref() ref {
+	when := j.env.Time
+	if when.IsZero() {
+		when = j.meta.Timestamp
+	}
+	return ref{ID: j.env.ID, Time: when, Seq: j.meta.Sequence.Stream}
 }
 
 func appliedOrSent(applied bool) string {
