@@ -149,9 +149,9 @@ func (b *Bridge) ordered(ctx context.Context, j *deployJob) (finding, time.Durat
 		j.waited = "the operator's open circuit"
 		return blocked, wait
 	}
-	// Only a first delivery that no replica forwarded is forwarded.
+	// A request handed over by another replica is never handed on.
 	_, fwd := j.msg.(*forwarded)
-	mayForward := j.meta.NumDelivered == 1 && !fwd
+	mayForward := !fwd
 	t, err := b.order.Begin(ctx, j.key, j.ref(), mayForward)
 	if err != nil || t.verdict != proceed {
 		b.circuits.Cancel(endpoint)

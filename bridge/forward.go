@@ -26,15 +26,19 @@ import (
 // stored, so a holder that dies or does not answer in time only means a nak
 // and a redelivery (which finds the result if it was stored).
 //
-// Only first deliveries are forwarded, and a forwarded request is never
-// forwarded again: a redelivery takes the ordinary way (wait for the lease).
+// A forwarded request is never forwarded again. A hand-over that fails or
+// is answered with a nak drops the key's cached state, so the redelivery
+// reads it afresh: a holder that is gone is then taken over once its lease
+// has lapsed, and one that let go is not asked again.
 
 // ForwardPrefix is the subject prefix of forwarded requests; a replica
 // listens on ForwardPrefix + its own token.
 const ForwardPrefix = "operator-bridge.forward."
 
-// forwardTimeout bounds how long a forwarding replica waits for the holder.
-const forwardTimeout = 30 * time.Second
+// forwardTimeout bounds how long a forwarding replica waits for the holder
+// (which may have its key's queue to work through first); a holder that
+// paused longer than that has let its lease lapse anyway.
+const forwardTimeout = 20 * time.Second
 
 // Headers of a forwarded request, beside the request's own.
 const (
@@ -70,6 +74,9 @@ func (b *Bridge) forward(ctx context.Context, j *deployJob, subject string) {
 			_ = j.msg.NakWithDelay(retryBase)
 			b.logDeploy(ctx, j, slog.LevelInfo, "forward failed; will retry", slog.String("to", subject), slog.Any("err", err))
 			return
+		}
+		if !strings.HasPrefix(string(resp.Data), "ack") {
+			b.order.forgetKey(j.key)
 		}
 		settleAs(j.msg, string(resp.Data))
 	})

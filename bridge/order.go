@@ -440,8 +440,13 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref, mayForward boo
 		}
 		if l := st.Lease; l != nil && l.Owner != o.owner {
 			if mayForward && l.Forward != "" {
-				t.verdict, t.holder = elsewhere, l.Forward
-				return t, nil
+				// Hand it over while the holder's lease has not lapsed as
+				// this replica sees it; a holder that is gone (its hand-overs
+				// fail) is then taken over below.
+				if gone, _ := o.lapsed(key, c.rev, observeFor(l.ttl())); !gone {
+					t.verdict, t.holder = elsewhere, l.Forward
+					return t, nil
+				}
 			}
 			if !fresh {
 				fresh = true // the cache may be behind: make sure before waiting
