@@ -180,8 +180,13 @@ func (b *Bridge) ordered(ctx context.Context, j *deployJob) (finding, time.Durat
 		switch {
 		case t.sentBefore:
 			j.res.Message = fmt.Sprintf("sent to the operator earlier with no answer recorded; request %s, newer, was %s for %s/%s since; not sent again", t.winner, appliedOrSent(t.winnerApplied), env.Environment, req.App)
-		default:
+		case j.meta.NumDelivered == 1:
+			// A first delivery: nobody can have sent it before.
 			j.res.Message = fmt.Sprintf("superseded by request %s, %s for %s/%s and newer than this one; not sent", t.winner, appliedOrSent(t.winnerApplied), env.Environment, req.App)
+		default:
+			// An earlier delivery may have reached the operator, and the
+			// order state no longer remembers it: say only what this one did.
+			j.res.Message = fmt.Sprintf("superseded by request %s, %s for %s/%s and newer than this one; this delivery was not passed to the operator (an earlier one may have been)", t.winner, appliedOrSent(t.winnerApplied), env.Environment, req.App)
 		}
 		j.res.Error = &events.ErrorInfo{Code: events.CodeSuperseded, Message: j.res.Message}
 		return settled, 0

@@ -100,7 +100,7 @@ type tries struct {
 }
 
 // maxRecent bounds the requests remembered in recent.
-const maxRecent = 8
+const maxRecent = 16
 
 type lease struct {
 	Owner string `json:"owner"`

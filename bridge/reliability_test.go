@@ -118,6 +118,19 @@ func TestRedeliveryAfterTheDuplicateWindowStoresNoSecondResult(t *testing.T) {
 		ci, err := cons.Info(ctx)
 		return err == nil && ci.NumAckPending == 0 && ci.NumPending == 0 && ci.Delivered.Consumer >= 2
 	})
+	// Looking left no consumer behind: after a crash hundreds of
+	// redeliveries look, and a stream's consumers are limited.
+	st, err := w.js.Stream(ctx, events.StreamDeploy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for n := range st.ConsumerNames(ctx).Name() {
+		names = append(names, n)
+	}
+	if len(names) != 1 || names[0] != bridge.DeployConsumer {
+		t.Fatalf("consumers of DEPLOY after the look: %v", names)
+	}
 	if got := w.storedResults()[id]; len(got) != 1 {
 		t.Fatalf("%d stored results, want the one stored before: %+v", len(got), got)
 	}
@@ -207,5 +220,52 @@ func TestForwardToAGoneHolderFallsBack(t *testing.T) {
 	}
 	if got := w.pm.Applied("gone"); len(got) != 1 {
 		t.Fatalf("applied %v, want once", got)
+	}
+}
+
+// A first delivery of a request whose key another replica holds is handed
+// to that replica, which stores the result and answers how to settle it:
+// the delivering replica neither calls the operator nor publishes anything.
+func TestRequestOfAHeldKeyIsHandedToItsHolder(t *testing.T) {
+	w := newWorld(t)
+	w.startBridge(func(o *bridgeOpts) { o.cfg.RetryWindow = 30 * time.Second })
+	kv, err := w.js.KeyValue(t.Context(), bridge.OrderBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The holder is this test, listening where the lease says.
+	holder := bridge.ForwardPrefix + "test"
+	handed, err := w.nc.SubscribeSync(holder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), "env-pm.held", []byte(`{"lease":{"owner":"holder","ttl_ms":600000,"forward":"`+holder+`"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	id := w.deploy("env-pm", events.DeployRequest{App: "held", Version: "v1"})
+	m, err := handed.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("nothing handed to the holder: %v", err)
+	}
+	env, req, err := events.DecodeDeployRequest(m.Header.Get("Operator-Bridge-Fwd-Subject"), m.Header, m.Data)
+	if err != nil || env.ID != id || req.Version != "v1" {
+		t.Fatalf("handed over: %+v %+v %v", env, req, err)
+	}
+	if err := m.Respond([]byte("ack")); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := w.js.Consumer(t.Context(), events.StreamDeploy, bridge.DeployConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.eventually(10*time.Second, "the request acknowledged", func() bool {
+		ci, err := cons.Info(t.Context())
+		return err == nil && ci.NumAckPending == 0 && ci.NumPending == 0
+	})
+	if got := w.pm.Applied("held"); len(got) != 0 {
+		t.Fatalf("the delivering replica applied it too: %v", got)
+	}
+	if got := w.storedResults()[id]; len(got) != 0 {
+		t.Fatalf("the delivering replica stored a result of its own: %+v", got)
 	}
 }

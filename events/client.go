@@ -338,6 +338,9 @@ func (c *Client) findStored(ctx context.Context, env, id string, from uint64, ch
 		FilterSubjects: []string{DeployResultSubject(env)},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    from,
+		// Gone soon after the look ends, not after nats.go's 5 minutes: a
+		// busy publisher must not pile consumers up on DEPLOY.
+		InactiveThreshold: 10 * time.Second,
 	})
 	if err != nil {
 		return // the live subscription may still bring it

@@ -728,13 +728,20 @@ func TestBridgeRunsAsBridgeUser(t *testing.T) {
 	}
 
 	// A redelivered request looks for its stored result the way the bridge
-	// does: an ordered consumer, headers only, over its environment's results.
+	// does: an ephemeral consumer, headers only, over its environment's results,
+	// deleted after.
 	for _, sub := range [][2]string{{"DEPLOY", "deploy.result.env-001"}, {"STATUS", "status.result.env-001"}} {
-		oc, err := br.js.OrderedConsumer(ctx, sub[0], jetstream.OrderedConsumerConfig{FilterSubjects: []string{sub[1]},
-			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: 1, HeadersOnly: true})
+		oc, err := br.js.CreateConsumer(ctx, sub[0], jetstream.ConsumerConfig{Name: "operator-bridge-look-test", FilterSubject: sub[1],
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: 1, AckPolicy: jetstream.AckNonePolicy,
+			HeadersOnly: true, MemoryStorage: true, InactiveThreshold: time.Minute})
 		if err != nil {
 			t.Fatalf("bridge: look through %s: %v", sub[1], err)
 		}
+		defer func() {
+			if err := br.js.DeleteConsumer(ctx, sub[0], "operator-bridge-look-test"); err != nil {
+				t.Errorf("bridge: delete its look through %s: %v", sub[1], err)
+			}
+		}()
 		if sub[0] == "DEPLOY" {
 			b, err := oc.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
 			if err != nil {
