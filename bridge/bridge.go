@@ -19,6 +19,7 @@ import (
 
 	"github.com/boreas/operator-bridge/events"
 	"github.com/boreas/operator-bridge/operator"
+	"github.com/boreas/operator-bridge/statuspage"
 )
 
 // Factory builds the operators of a set of environments; *operator.Factory
@@ -104,6 +105,15 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 	return b, nil
 }
 
+// afterWork is the part of a shutdown grace kept for what follows the
+// in-flight requests: freeing order leases (sweepTimeout) and closing the
+// ops server.
+func afterWork(grace time.Duration) time.Duration { return min(3*time.Second, grace/4) }
+
+// drainTimeout bounds how long a consumer hands over what the client
+// buffered at shutdown; what is left is redelivered after the ack wait.
+const drainTimeout = time.Second
+
 // pullBatch bounds the messages a consumer pulls ahead.
 const pullBatch = 128
 
@@ -160,13 +170,28 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	var srv *http.Server
 	var serving sync.WaitGroup
+	// The status page follows the streams until ctx ends (or Run returns
+	// early), then closes its live connections, so the server's shutdown
+	// does not wait on them.
+	pageCtx, stopPage := context.WithCancel(ctx)
+	var paging sync.WaitGroup
+	defer func() { stopPage(); paging.Wait() }()
 	if b.cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", b.cfg.HTTPAddr)
 		if err != nil {
 			_ = svc.Stop()
 			return fmt.Errorf("ops HTTP address (Config.HTTPAddr) %s: %w", b.cfg.HTTPAddr, err)
 		}
-		srv = &http.Server{Handler: b.opsHandler(), ReadHeaderTimeout: 5 * time.Second}
+		page, err := statuspage.New(statuspage.Config{
+			JetStream: b.js, Environments: b.environmentInfos, SignOut: b.cfg.OpsToken != "", Logger: b.log,
+		})
+		if err != nil {
+			_ = ln.Close()
+			_ = svc.Stop()
+			return err
+		}
+		srv = &http.Server{Handler: b.opsHandler(page), ReadHeaderTimeout: 5 * time.Second}
+		paging.Go(func() { _ = page.Run(pageCtx) })
 		serving.Go(func() { _ = srv.Serve(ln) })
 	}
 
@@ -216,6 +241,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 		"max_in_flight", b.cfg.MaxInFlight, "http", b.cfg.HTTPAddr)
 
 	<-ctx.Done()
+	// Everything below ends within the grace: in-flight requests get it
+	// less what freeing leases and closing the ops server need after them.
+	stopBy := time.Now().Add(b.cfg.ShutdownGrace)
 	close(b.stopping)
 	b.log.Info("bridge stopping", "grace", b.cfg.ShutdownGrace)
 	stopForwards() // nothing forwarded starts now
@@ -225,7 +253,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	go func() { b.workers.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(b.cfg.ShutdownGrace):
+	case <-time.After(time.Until(stopBy.Add(-afterWork(b.cfg.ShutdownGrace)))):
 		b.log.Warn("shutdown grace spent: cancelling in-flight requests")
 		cancelWork()
 		<-done
@@ -234,7 +262,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	keeper.Wait()
 	_ = svc.Stop()
 	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), stopBy)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 		serving.Wait()
@@ -332,7 +360,7 @@ func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handle
 			cc.Drain()
 			select {
 			case <-cc.Closed():
-			case <-time.After(b.cfg.ShutdownGrace):
+			case <-time.After(min(drainTimeout, b.cfg.ShutdownGrace/4)):
 				cc.Stop()
 			}
 			recreate()

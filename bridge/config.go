@@ -63,7 +63,8 @@ type Config struct {
 	// JetStream stored it (contract: 60s).
 	MaxClockSkew time.Duration
 
-	// HTTPAddr serves /healthz, /readyz and /metrics; empty serves nothing.
+	// HTTPAddr serves /healthz, /readyz, /metrics and the status page
+	// (package statuspage); empty serves nothing.
 	HTTPAddr string
 	// PProf also serves Go's profiles under /debug/pprof/ on HTTPAddr.
 	PProf bool
@@ -73,6 +74,10 @@ type Config struct {
 	// Gatherer serves /metrics (default: the Registerer when it is a
 	// *prometheus.Registry).
 	Gatherer prometheus.Gatherer
+	// OpsToken, when set, protects the ops address: everything but /healthz
+	// and /readyz needs "Authorization: Bearer <OpsToken>" (browsers sign
+	// in once on the status page; see statuspage.RequireToken).
+	OpsToken string
 
 	// Logger receives one line per message outcome; nil discards.
 	Logger *slog.Logger

@@ -5,13 +5,20 @@ import (
 	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/boreas/operator-bridge/statuspage"
 )
 
 // opsHandler serves /healthz (200 while the process works), /readyz (200
-// only while Ready), /metrics, and, when Config.PProf is on, Go's profiles
-// under /debug/pprof/ (see the README's performance section).
-func (b *Bridge) opsHandler() http.Handler {
+// only while Ready), /metrics, when Config.PProf is on Go's profiles under
+// /debug/pprof/ (see the README's performance section), and the status
+// page at / when page is not nil. With an OpsToken, all but /healthz and
+// /readyz need it.
+func (b *Bridge) opsHandler(page http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	if page != nil {
+		mux.Handle("/", page)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
@@ -34,6 +41,9 @@ func (b *Bridge) opsHandler() http.Handler {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
+	if b.cfg.OpsToken != "" {
+		return statuspage.RequireToken(b.cfg.OpsToken, mux)
 	}
 	return mux
 }

@@ -607,6 +607,9 @@ func (o *orderBook) sweep(ctx context.Context, all bool, tryLock func(key string
 	}
 }
 
+// sweepTimeout bounds the writes that free every lease at shutdown.
+const sweepTimeout = 2 * time.Second
+
 // runSweeper frees idle leases every half linger until ctx ends, then frees
 // every lease this replica still keeps, each write with a deadline of its
 // own, so the next replica need not wait them out.
@@ -616,7 +619,7 @@ func (o *orderBook) runSweeper(ctx context.Context, tryLock func(string) (func()
 	for {
 		select {
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sweepTimeout)
 			o.sweep(fctx, true, tryLock)
 			cancel()
 			return

@@ -57,8 +57,10 @@ func TestTwoBridgesOneResultEachAndOrderHolds(t *testing.T) {
 	w := newWorld(t)
 	w.k8s.SetFault(operatortest.Fault{Latency: time.Millisecond})
 	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
-	w.startBridge(func(o *bridgeOpts) { o.cfg.Instance, o.cfg.Registerer = "a", regs[0] })
-	w.startBridge(func(o *bridgeOpts) { o.cfg.Instance, o.cfg.Registerer = "b", regs[1] })
+	// A window long enough that a slow machine's operator timeouts are
+	// retried rather than reported.
+	w.startBridge(func(o *bridgeOpts) { o.cfg.Instance, o.cfg.Registerer, o.cfg.RetryWindow = "a", regs[0], time.Minute })
+	w.startBridge(func(o *bridgeOpts) { o.cfg.Instance, o.cfg.Registerer, o.cfg.RetryWindow = "b", regs[1], time.Minute })
 	ids := w.load(150)
 	w.exactlyOneResultEach(ids)
 	// A key's requests that reach the replica not holding it are handed to

@@ -152,6 +152,17 @@ func (b *Bridge) serveStatus(ctx context.Context, r micro.Request) {
 // serveEnvironments answers operator-bridge.environments with every
 // registered environment and its last health.
 func (b *Bridge) serveEnvironments(r micro.Request) {
+	data, err := json.Marshal(b.environmentInfos())
+	if err != nil {
+		_ = r.Error("500", err.Error(), nil)
+		return
+	}
+	_ = r.Respond(data, micro.WithHeaders(micro.Headers{"Content-Type": {"application/json"}}))
+}
+
+// environmentInfos lists every registered environment with this replica's
+// last health of it.
+func (b *Bridge) environmentInfos() []events.EnvironmentInfo {
 	entries := b.manager.Entries()
 	list := make([]events.EnvironmentInfo, len(entries))
 	for i, e := range entries {
@@ -162,12 +173,7 @@ func (b *Bridge) serveEnvironments(r micro.Request) {
 			Endpoint: e.Endpoint, Active: !e.Environment.Inactive, Health: b.health.last(e.Environment.ID),
 		}
 	}
-	data, err := json.Marshal(list)
-	if err != nil {
-		_ = r.Error("500", err.Error(), nil)
-		return
-	}
-	_ = r.Respond(data, micro.WithHeaders(micro.Headers{"Content-Type": {"application/json"}}))
+	return list
 }
 
 func lastToken(subject string) string {

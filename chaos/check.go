@@ -36,6 +36,9 @@ const (
 	// UnknownApply: an operator received an apply that matches no stored
 	// request.
 	UnknownApply ViolationKind = "unknown apply"
+	// BadHeader: an apply's Boreas-Request-Id or Boreas-Request-Time does
+	// not match the request it applies.
+	BadHeader ViolationKind = "bad fencing header"
 	// Unacked: the deploy consumer still had messages pending or
 	// unacknowledged once the run settled, or its state could not be read.
 	Unacked ViolationKind = "unacked"
@@ -111,7 +114,7 @@ type checker struct {
 	byID       map[string][]int     // request id → its message indexes
 	byVersion  map[[3]string]string // env, app, version → request id
 	resultsOf  map[int][]ResultMsg  // request message index → its results
-	received   map[string]bool      // request id → an operator received it
+	received   map[string][]string  // request id → the answers to its applies ("200", "no answer")
 	accepted   map[string]bool      // request id → an operator accepted it
 	refused    map[string]bool      // request id → an operator answered 409
 }
@@ -174,7 +177,7 @@ func (c *checker) results() {
 
 // applies checks the order of what the operators accepted, per key.
 func (c *checker) applies() {
-	c.received, c.accepted, c.refused = map[string]bool{}, map[string]bool{}, map[string]bool{}
+	c.received, c.accepted, c.refused = map[string][]string{}, map[string]bool{}, map[string]bool{}
 	type accept struct {
 		Apply
 		id   string
@@ -192,7 +195,20 @@ func (c *checker) applies() {
 				Detail: fmt.Sprintf("apply of version %s matches no stored request", a.Version)})
 			continue
 		}
-		c.received[id] = true
+		answer := "no answer"
+		if a.Status != 0 {
+			answer = fmt.Sprint(a.Status)
+		}
+		c.received[id] = append(c.received[id], answer)
+		req := c.h.Requests[idx[0]]
+		if a.RequestID != "" && (req.Version != a.Version || req.App != a.App || req.Env != a.Env) {
+			c.add(Violation{Kind: BadHeader, Key: a.Key(), RequestID: id, At: a.Arrived,
+				Detail: fmt.Sprintf("apply of version %s carries the id of request %s, whose version is %s", a.Version, id, req.Version)})
+		}
+		if !a.RequestTime.IsZero() && !a.RequestTime.Equal(req.Time) {
+			c.add(Violation{Kind: BadHeader, Key: a.Key(), RequestID: id, At: a.Arrived,
+				Detail: fmt.Sprintf("apply carries Boreas-Request-Time %s, the request's time is %s", a.RequestTime.UTC().Format(time.RFC3339Nano), req.Time.UTC().Format(time.RFC3339Nano))})
+		}
 		if a.Status == 409 {
 			c.refused[id] = true
 		}
@@ -200,7 +216,7 @@ func (c *checker) applies() {
 			continue
 		}
 		c.accepted[id] = true
-		byKey[a.Key()] = append(byKey[a.Key()], accept{a, id, c.h.Requests[idx[0]].Time})
+		byKey[a.Key()] = append(byKey[a.Key()], accept{a, id, req.Time})
 	}
 
 	newest := c.newestSucceeded()
@@ -271,17 +287,24 @@ func (c *checker) lies() {
 			case r.Outcome == string(events.Succeeded) && !c.accepted[req.ID]:
 				c.add(Violation{Kind: Lie, Key: req.Key(), RequestID: req.ID, At: req.Stored,
 					Detail: fmt.Sprintf("result %s says succeeded (%q) but the operator never accepted the request", r.ID, r.Message)})
-			case r.Outcome == string(events.Superseded) && strings.Contains(msg, "not sent") && c.received[req.ID] && len(c.byID[req.ID]) == 1:
+			case r.Outcome == string(events.Superseded) && claimsNeverSent(msg) && len(c.received[req.ID]) > 0 && len(c.byID[req.ID]) == 1:
 				// Only for requests stored once: a replay of a request that was
 				// sent is truthfully "not sent" itself.
 				c.add(Violation{Kind: Lie, Key: req.Key(), RequestID: req.ID, At: req.Stored,
-					Detail: fmt.Sprintf("result %s says %q but the operator received the request", r.ID, r.Message)})
+					Detail: fmt.Sprintf("result %s says %q but the operator received the request (its answers: %s)", r.ID, r.Message, strings.Join(c.received[req.ID], ", "))})
 			case strings.Contains(msg, "refused") && strings.Contains(msg, "stale") && !c.refused[req.ID]:
 				c.add(Violation{Kind: Lie, Key: req.Key(), RequestID: req.ID, At: req.Stored,
 					Detail: fmt.Sprintf("result %s says %q but the operator never answered 409 to the request", r.ID, r.Message)})
 			}
 		}
 	}
+}
+
+// claimsNeverSent reports whether a result's message (lower case) says its
+// request was not sent: "not sent", but not "not sent again", which says
+// it was sent before.
+func claimsNeverSent(msg string) bool {
+	return strings.Contains(strings.ReplaceAll(msg, "not sent again", ""), "not sent")
 }
 
 // settled checks what is left once the run is over.

@@ -73,6 +73,14 @@ func TestCheck(t *testing.T) {
 		{"result says not sent, operator received it", func(h *History) {
 			h.Applies = append(h.Applies, Apply{Env: "e", App: "a", Version: "v3", RequestID: "r3", Fence: 1, Arrived: at(3020), Decided: at(3030), Status: 409})
 		}, map[ViolationKind]int{Lie: 1}},
+		{"result says sent before, not sent again", func(h *History) {
+			h.Results[2].Message = "sent to the operator earlier with no answer recorded; request r2, newer, was applied for e/a since; not sent again"
+			h.Applies = append(h.Applies, Apply{Env: "e", App: "a", Version: "v3", RequestID: "r3", Fence: 1, Arrived: at(3020)})
+		}, nil},
+		{"result says not sent again, but also not sent", func(h *History) {
+			h.Results[2].Message = "not sent again; in fact not sent"
+			h.Applies = append(h.Applies, Apply{Env: "e", App: "a", Version: "v3", RequestID: "r3", Fence: 1, Arrived: at(3020)})
+		}, map[ViolationKind]int{Lie: 1}},
 		{"result says succeeded, operator never accepted it", func(h *History) {
 			h.Applies[1].Accepted, h.Applies[1].Status = false, 503
 		}, map[ViolationKind]int{Lie: 1, FinalState: 1}},
@@ -107,6 +115,12 @@ func TestCheck(t *testing.T) {
 			h.Applies = nil
 			h.Results[0].Outcome = string(events.Failed)
 		}, map[ViolationKind]int{Lie: 1, FinalState: 1}},
+		{"fencing headers that match", func(h *History) {
+			h.Applies[0].RequestTime = at(900)
+			h.Applies[1].RequestID, h.Applies[1].RequestTime = "r2", at(2000).In(time.FixedZone("X", 3600))
+		}, nil},
+		{"request id header of another request", func(h *History) { h.Applies[1].RequestID = "r1" }, map[ViolationKind]int{BadHeader: 1, FinalState: 1, Lie: 1}},
+		{"request time header wrong", func(h *History) { h.Applies[0].RequestTime = at(901) }, map[ViolationKind]int{BadHeader: 1}},
 		{"messages left unacknowledged", func(h *History) { h.Consumer.NumAckPending = 3 }, map[ViolationKind]int{Unacked: 1}},
 		{"messages left undelivered", func(h *History) { h.Consumer.NumPending = 1 }, map[ViolationKind]int{Unacked: 1}},
 		{"consumer unreadable", func(h *History) { h.Consumer.Read = false }, map[ViolationKind]int{Unacked: 1}},
@@ -149,12 +163,24 @@ func TestCheckNamesTheCulprits(t *testing.T) {
 			t.Errorf("%q does not say %q", order, want)
 		}
 	}
+
+	h = cleanHistory()
+	h.Applies = append(h.Applies,
+		Apply{Env: "e", App: "a", Version: "v3", RequestID: "r3", Arrived: at(3020), Status: 502},
+		Apply{Env: "e", App: "a", Version: "v3", RequestID: "r3", Arrived: at(3040)})
+	f = Check(h)
+	if len(f.Violations) != 1 || !strings.Contains(f.Violations[0].String(), "operator received the request (its answers: 502, no answer)") {
+		t.Errorf("violations %v, want one lie quoting the operator's answers", f.Violations)
+	}
 }
 
 func TestFigures(t *testing.T) {
 	h := cleanHistory()
 	h.Phases = []Phase{{Name: "kill", Start: t0, End: at(2500)}, {Name: "stall", Start: at(2500), End: at(10_000)}}
-	h.Faults = append(h.Faults, FaultWindow{Kind: "stall", Target: "replica-2", Start: at(2600), End: at(3000)})
+	h.Faults[0].Replica = "replica-1"
+	h.Faults = append(h.Faults, FaultWindow{Kind: "stall", Target: "replica-2", Replica: "replica-2", Start: at(2600), End: at(3000)})
+	h.Results[0].Source = events.SourceFor("replica-2")
+	h.Results[1].Source = events.SourceFor("replica-1")
 	h.Results = slices.Delete(h.Results, 2, 3) // r3, stored during the stall, never answered
 	f := Check(h)
 	got := f.Figures()
@@ -168,8 +194,8 @@ func TestFigures(t *testing.T) {
 		rows = append(rows, row{p.Phase.Name, p.Requests, p.Results, p.Missing, p.Duplicates, p.Order, p.Lies, p.Late, p.FirstResult, p.Backlog})
 	}
 	want := []row{
-		{"kill", 2, 2, 0, 0, 0, 0, 0, 200 * time.Millisecond, 200 * time.Millisecond}, // r1 stored in the fault, answered 200ms after it
-		{"stall", 1, 0, 1, 0, 0, 0, 0, -1, 0},                                         // no result after 3000; nothing stored during it
+		{"kill", 2, 2, 0, 0, 0, 0, 0, 1200 * time.Millisecond, 200 * time.Millisecond}, // replica-1's next result at 2200; r1, stored in the fault, answered 200ms after it
+		{"stall", 1, 0, 1, 0, 0, 0, 0, -1, 0},                                          // no result after 3000; nothing stored during it
 		{"all", 3, 2, 1, 0, 0, 0, 0, -1, 200 * time.Millisecond},
 	}
 	if diff := cmp.Diff(want, rows); diff != "" {

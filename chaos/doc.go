@@ -57,8 +57,10 @@
 // # Running it
 //
 // The suite is behind the build tag chaos, so `go test ./...` runs only the
-// checker's own tests. `make chaos-short` (part of `make test`) runs it for
-// about three minutes; `make chaos CHAOS_DURATION=10m` for longer. Variables:
-// CHAOS_DURATION, CHAOS_SEED, CHAOS_REPLICAS, CHAOS_RATE, CHAOS_REPORT (a file
-// to write the Markdown report to).
+// checker's own tests. `make chaos-short` (part of `make test`) runs one
+// phase per fault and a short mixed phase, about four to five minutes in
+// all; `make chaos CHAOS_DURATION=10m` adds mixed phases until the faults
+// have gone on that long. Variables: CHAOS_DURATION, CHAOS_SEED,
+// CHAOS_REPLICAS, CHAOS_RATE, CHAOS_BURST, CHAOS_REPORT (a file to write the
+// Markdown report to).
 package chaos

@@ -29,6 +29,7 @@ type ResultMsg struct {
 	ID        string    // CloudEvent id
 	RequestID string    // the requestid extension
 	Env       string    // environment (from the subject)
+	Source    string    // CloudEvent source: the replica that published it
 	Stored    time.Time // when JetStream stored it
 	Outcome   string    // succeeded, failed, rejected, superseded
 	Message   string    // the result's message
@@ -37,15 +38,16 @@ type ResultMsg struct {
 
 // Apply is one apply call a fake operator received.
 type Apply struct {
-	Env       string    // the environment whose operator received it
-	App       string    // from the body
-	Version   string    // from the body
-	RequestID string    // Boreas-Request-Id, "" when not sent
-	Fence     uint64    // Boreas-Fence, 0 when not sent
-	Arrived   time.Time // when it arrived
-	Decided   time.Time // when the operator applied or refused it; zero if never
-	Accepted  bool      // the operator applied it
-	Status    int       // HTTP status answered, 0 when none
+	Env         string    // the environment whose operator received it
+	App         string    // from the body
+	Version     string    // from the body
+	RequestID   string    // Boreas-Request-Id, "" when not sent
+	RequestTime time.Time // Boreas-Request-Time, zero when not sent
+	Fence       uint64    // Boreas-Fence, 0 when not sent
+	Arrived     time.Time // when it arrived
+	Decided     time.Time // when the operator applied or refused it; zero if never
+	Accepted    bool      // the operator applied it
+	Status      int       // HTTP status answered, 0 when none
 }
 
 // Key is the apply's order key.
@@ -53,10 +55,14 @@ func (a Apply) Key() Key { return Key{a.Env, a.App} }
 
 // FaultWindow is one fault injected during the run.
 type FaultWindow struct {
-	Kind   string    // one of FaultKinds
-	Target string    // which replica, node or environment
-	Start  time.Time // when it was injected
-	End    time.Time // when it was healed
+	Kind   string // one of FaultKinds
+	Target string // which replica, node or environment, in words
+	// Replica and Env name the replica or the environment a fault hit, ""
+	// when it hit all (a NATS node); recovery is measured on their results.
+	Replica string
+	Env     string
+	Start   time.Time // when it was injected
+	End     time.Time // when it was healed
 }
 
 // Phase is a stretch of the run: one fault alone, or faults mixed.
@@ -71,6 +77,9 @@ type ConsumerState struct {
 	Read          bool // false when it could not be read
 	NumAckPending int
 	NumPending    uint64
+	// StreamConsumers is how many consumers the DEPLOY stream had (the
+	// server refuses new ones past 1,000 by default).
+	StreamConsumers int
 }
 
 // Shutdown is how a replica ended at the end of the run.
@@ -82,13 +91,18 @@ type Shutdown struct {
 
 // History is everything the checker looks at.
 type History struct {
-	Seed        int64
-	Requests    []RequestMsg
-	Results     []ResultMsg
-	Applies     []Apply
-	Faults      []FaultWindow
-	Phases      []Phase
-	Consumer    ConsumerState
+	Seed     int64
+	Requests []RequestMsg
+	Results  []ResultMsg
+	Applies  []Apply
+	Faults   []FaultWindow
+	Phases   []Phase
+	Consumer ConsumerState
+	// Settled says whether, once the load stopped and the faults were
+	// healed, every request got its result and the consumer drained, within
+	// the retry window and slack; SettleTook is how long the wait was.
+	Settled     bool
+	SettleTook  time.Duration
 	Shutdowns   []Shutdown
 	RetryWindow time.Duration // the bridge's RETRY_WINDOW
 	Slack       time.Duration // allowed on top of the retry window

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/boreas/operator-bridge/events"
 )
 
 // PhaseFigures are a phase's figures in the report.
@@ -21,7 +23,9 @@ type PhaseFigures struct {
 	Late       int
 	Unmatched  int
 	// FirstResult is, for the phase's worst fault, the time from the
-	// fault's end to the first result stored after it; -1 when none came.
+	// fault's end to the first result stored after it by the replica it hit
+	// (any replica when it hit NATS or an operator), for the environment it
+	// hit (any when it hit a replica or NATS); -1 when none came.
 	FirstResult time.Duration
 	// Backlog is, for the phase's worst fault, the time from the fault's end
 	// until every request stored during the fault had its result (0 when
@@ -101,6 +105,9 @@ func (f Findings) Figures() []PhaseFigures {
 func (f Findings) recovery(fw FaultWindow) (first, backlog time.Duration) {
 	first = -1
 	for _, r := range f.History.Results {
+		if fw.Replica != "" && r.Source != events.SourceFor(fw.Replica) || fw.Env != "" && r.Env != fw.Env {
+			continue
+		}
 		if d := r.Stored.Sub(fw.End); d >= 0 && (first < 0 || d < first) {
 			first = d
 		}
@@ -145,11 +152,16 @@ func (f Findings) Report(w io.Writer, title string) error {
 			recoveryText(p.FirstResult, len(p.Faults)), recoveryText(p.Backlog, len(p.Faults)))
 	}
 	b.WriteString("\n")
+	if h.Settled {
+		fmt.Fprintf(&b, "Settled %.1f s after the load stopped: every request answered, the consumer drained.\n", h.SettleTook.Seconds())
+	} else {
+		fmt.Fprintf(&b, "Not settled %.1f s after the load stopped (retry window + slack).\n", h.SettleTook.Seconds())
+	}
 	switch cs := h.Consumer; {
 	case !cs.Read:
 		b.WriteString("Deploy consumer at the end: could not be read.\n")
 	default:
-		fmt.Fprintf(&b, "Deploy consumer at the end: %d unacknowledged, %d not delivered.\n", cs.NumAckPending, cs.NumPending)
+		fmt.Fprintf(&b, "Deploy consumer at the end: %d unacknowledged, %d not delivered; the DEPLOY stream had %d consumers.\n", cs.NumAckPending, cs.NumPending, cs.StreamConsumers)
 	}
 	for _, s := range h.Shutdowns {
 		verdict := "exited within its grace"

@@ -229,6 +229,25 @@ func decodeData(typ string, data []byte, into any) error {
 	return nil
 }
 
+// Validate checks r as the bridge does when it receives it (the schema, and
+// the rules beyond it), so that a publisher can catch a bad request before
+// sending it. The error is an *Error with the code invalid_data, naming the
+// field and saying in words what it allows.
+func (r DeployRequest) Validate() error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return dataError("data", err.Error())
+	}
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return dataError("data", err.Error())
+	}
+	if err := schemas.Validate(TypeDeployRequest, v); err != nil {
+		return schemaError(err)
+	}
+	return checkDeployRequest(r)
+}
+
 // checkDeployRequest checks the rules of docs/contract.md, Deploy request, that the schema cannot
 // express.
 func checkDeployRequest(r DeployRequest) error {

@@ -20,7 +20,7 @@ import (
 const configDocs = "../../docs/configuration.md"
 
 // TestEveryVariableDocumented checks that every configuration variable the
-// code reads (the envconfig tags of this command's non-test files, and the
+// code reads (the env tags of this command's non-test files, and the
 // operator settings and their MASTER_OPERATOR_ aliases in
 // operator/settings.go) appears in docs/configuration.md and in
 // serve --help.
@@ -74,6 +74,8 @@ func TestVariablesIn(t *testing.T) {
 	}{
 		{"prefixed tags as they are", "package p\ntype c struct {\n\tA string `envconfig:\"OPERATOR_BRIDGE_A\" default:\"x\"`\n\tB int `envconfig:\"OPERATOR_BRIDGE_B_C\"`\n}\n",
 			[]string{"OPERATOR_BRIDGE_A", "OPERATOR_BRIDGE_B_C"}},
+		{"env tags", "package p\ntype c struct {\n\tA string `env:\"OPERATOR_BRIDGE_A\" file:\"a.b\"`\n}\n",
+			[]string{"OPERATOR_BRIDGE_A"}},
 		{"settings tags get the prefix", "package p\ntype s struct {\n\tURL string `envconfig:\"K8S_OPERATOR_URL\"`\n\tD int `json:\"d\"`\n}\n",
 			[]string{"OPERATOR_BRIDGE_K8S_OPERATOR_URL"}},
 		{"aliases are string literals", "package p\nvar v = []string{\"MASTER_OPERATOR_USE_MOCK\", \"OTHER\"}\n",
@@ -120,8 +122,9 @@ func TestMissingVariables(t *testing.T) {
 }
 
 // variablesIn returns the configuration variables a Go source file names:
-// the values of its envconfig struct tags (OPERATOR_BRIDGE_ added where a
-// tag lacks it, as operator.LoadSettings does) and its string constants
+// the values of its env (serveConfig) and envconfig (operator.Settings)
+// struct tags (OPERATOR_BRIDGE_ added where a tag lacks it, as
+// operator.LoadSettings does) and its string constants
 // that are MASTER_OPERATOR_ aliases, sorted.
 func variablesIn(name string, src []byte) ([]string, error) {
 	f, err := parser.ParseFile(token.NewFileSet(), name, src, parser.SkipObjectResolution)
@@ -138,7 +141,12 @@ func variablesIn(name string, src []byte) ([]string, error) {
 		if err != nil {
 			return true
 		}
-		if v := reflect.StructTag(s).Get("envconfig"); v != "" {
+		tag := reflect.StructTag(s)
+		v := tag.Get("env")
+		if v == "" {
+			v = tag.Get("envconfig")
+		}
+		if v != "" {
 			if !strings.HasPrefix(v, envPrefix) {
 				v = envPrefix + v
 			}

@@ -27,7 +27,7 @@ func (c *cli) useColor(w io.Writer) bool {
 func parseLogLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.TrimSpace(s))); err != nil {
-		return 0, fmt.Errorf("%sLOG_LEVEL=%q: want debug, info, warn or error", envPrefix, s)
+		return 0, fmt.Errorf("%q: want debug, info, warn or error", s)
 	}
 	return l, nil
 }

@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -37,6 +39,9 @@ const (
 	exitFailed  = 1 // a runtime error, or a request that did not succeed
 	exitUsage   = 2 // bad flags, arguments or configuration
 	exitTimeout = 3 // a timeout, or NATS could not be reached
+	// exitInterrupted: Ctrl-C stopped deploy's wait; the request stays
+	// queued (128 + SIGINT, as shells report it).
+	exitInterrupted = 130
 )
 
 // exitError carries an exit code with an error. A nil err means the command
@@ -210,6 +215,44 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return usageError("unknown command %q", name)
 }
 
+// selfCommand is how to run this program again from the shell it was
+// started in, for the commands it suggests.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "operator-bridge"
+	}
+	onPath, _ := exec.LookPath("operator-bridge")
+	_, err = os.Stat(filepath.Join("cmd", "operator-bridge"))
+	return selfCommandFor(exe, onPath, err == nil)
+}
+
+// selfCommandFor is "go run ./cmd/operator-bridge" for an executable that
+// go run built (in a go-build folder, gone when it ends; the package path
+// outside the repository's root), "operator-bridge" when that is it on the
+// PATH, else the executable's absolute path.
+func selfCommandFor(exe, onPath string, atRepoRoot bool) string {
+	if strings.Contains(filepath.ToSlash(exe), "/go-build") {
+		if atRepoRoot {
+			return "go run ./cmd/operator-bridge"
+		}
+		return "go run github.com/boreas/operator-bridge/cmd/operator-bridge"
+	}
+	if onPath != "" && sameFile(onPath, exe) {
+		return "operator-bridge"
+	}
+	return exe
+}
+
+func sameFile(a, b string) bool {
+	if a == b {
+		return true
+	}
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
+}
+
 // commandList is the list of commands for the usage text.
 func commandList() string {
 	var b strings.Builder
@@ -220,10 +263,11 @@ func commandList() string {
 }
 
 const exitCodesHelp = `Exit codes:
-  0  success
-  1  failed: a runtime error, or the request did not succeed
-  2  usage: bad flags, arguments or configuration
-  3  timeout, or NATS could not be reached
+  0    success
+  1    failed: a runtime error, or the request did not succeed
+  2    usage: bad flags, arguments or configuration
+  3    timeout, or NATS could not be reached
+  130  deploy: Ctrl-C stopped the wait; the request stays queued
 `
 
 // newFlagSet returns a flag set whose errors and help come back to run.

@@ -13,7 +13,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -666,8 +668,15 @@ func TestBridgeRunsAsBridgeUser(t *testing.T) {
 	if err := os.WriteFile(envFile, []byte(`[{"id":"env-001","name":"dev","type":"mock"}]`), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opsAddr := ln.Addr().String()
+	ln.Close()
 	b, err := newBridge(br.nc, bridge.Config{
 		Instance:           "natsconfig-test",
+		HTTPAddr:           opsAddr, // the status page follows streams as this user too
 		EnvironmentsFile:   envFile,
 		EnvironmentsBucket: "environments",
 		HealthInterval:     time.Hour,
@@ -768,6 +777,25 @@ func TestBridgeRunsAsBridgeUser(t *testing.T) {
 			break
 		} else if time.Now().After(deadline) {
 			t.Fatalf("no health of env-001: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// The status page, reading the streams as the bridge user, shows the
+	// environment's health and the result.
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + opsAddr + "/")
+		var page []byte
+		if err == nil {
+			page, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		if strings.Contains(string(page), `id="env-env-001" data-state="healthy"`) && strings.Contains(string(page), "my-app") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the status page does not show env-001 healthy and my-app's result: %v\n%s", err, page)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
