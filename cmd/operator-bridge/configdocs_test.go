@@ -76,6 +76,8 @@ func TestVariablesIn(t *testing.T) {
 			[]string{"OPERATOR_BRIDGE_A", "OPERATOR_BRIDGE_B_C"}},
 		{"env tags", "package p\ntype c struct {\n\tA string `env:\"OPERATOR_BRIDGE_A\" file:\"a.b\"`\n}\n",
 			[]string{"OPERATOR_BRIDGE_A"}},
+		{"alias tags", "package p\ntype c struct {\n\tA string `env:\"OPERATOR_BRIDGE_A\" alias:\"MASTER_OPERATOR_A\"`\n}\n",
+			[]string{"MASTER_OPERATOR_A", "OPERATOR_BRIDGE_A"}},
 		{"settings tags get the prefix", "package p\ntype s struct {\n\tURL string `envconfig:\"K8S_OPERATOR_URL\"`\n\tD int `json:\"d\"`\n}\n",
 			[]string{"OPERATOR_BRIDGE_K8S_OPERATOR_URL"}},
 		{"aliases are string literals", "package p\nvar v = []string{\"MASTER_OPERATOR_USE_MOCK\", \"OTHER\"}\n",
@@ -124,7 +126,7 @@ func TestMissingVariables(t *testing.T) {
 // variablesIn returns the configuration variables a Go source file names:
 // the values of its env (serveConfig) and envconfig (operator.Settings)
 // struct tags (OPERATOR_BRIDGE_ added where a tag lacks it, as
-// operator.LoadSettings does) and its string constants
+// operator.LoadSettings does), of its alias tags, and its string constants
 // that are MASTER_OPERATOR_ aliases, sorted.
 func variablesIn(name string, src []byte) ([]string, error) {
 	f, err := parser.ParseFile(token.NewFileSet(), name, src, parser.SkipObjectResolution)
@@ -151,6 +153,9 @@ func variablesIn(name string, src []byte) ([]string, error) {
 				v = envPrefix + v
 			}
 			vars = append(vars, v)
+			if a := tag.Get("alias"); a != "" {
+				vars = append(vars, a)
+			}
 		} else if strings.HasPrefix(s, "MASTER_OPERATOR_") && variableName.MatchString(s) {
 			vars = append(vars, s)
 		}
