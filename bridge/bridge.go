@@ -48,10 +48,13 @@ type Bridge struct {
 	circuits *circuits
 	health   *healthBoard
 	progress *progress
+	rollouts *rollouts // rollout tracking (issue 12; rollout.go)
 	envKV    jetstream.KeyValue
 	envWatch jetstream.KeyWatcher
 
-	sem      chan struct{} // MAX_IN_FLIGHT tokens: one per worker (a key's queue waits without one)
+	tasks    chan task     // to the MAX_IN_FLIGHT workers; unbuffered: a message waits for a free one
+	held     chan struct{} // one per message held, running or queued for its key: the bound of both
+	unstored *unstored
 	stopping chan struct{} // closed when Run's context ends
 	workers  sync.WaitGroup
 
@@ -95,9 +98,12 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 		keys:     newKeyQueues(keyQueueLen, 4*cfg.MaxInFlight),
 		health:   newHealthBoard(),
 		progress: newProgress(),
-		sem:      make(chan struct{}, cfg.MaxInFlight),
+		tasks:    make(chan task),
+		held:     make(chan struct{}, cfg.MaxInFlight+4*cfg.MaxInFlight),
+		unstored: newUnstored(),
 		stopping: make(chan struct{}),
 	}
+	b.rollouts = newRollouts(b) // rollout tracking (issue 12)
 	b.circuits = newCircuits(circuitThreshold, circuitCoolDown, func(endpoint string, s circuitState) {
 		m.circuit.WithLabelValues(endpoint).Set(float64(s))
 		b.log.Warn("operator circuit", "endpoint", endpoint, "state", s.String())
@@ -155,6 +161,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err := b.setupStreams(ctx); err != nil {
 		return err
 	}
+	if err := b.rollouts.setup(ctx); err != nil { // rollout tracking (issue 12)
+		return err
+	}
 	if err := b.loadEnvironments(ctx); err != nil {
 		return err
 	}
@@ -199,8 +208,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
-	stopForwards, err := b.listen(work, b.inbox)
+	b.runWorkers(work)
+	stopForwards, err := b.listen(b.inbox)
 	if err != nil {
+		close(b.tasks)
 		_ = svc.Stop()
 		if srv != nil {
 			_ = srv.Close()
@@ -234,6 +245,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	loops.Go(func() { b.consumeLoop(ctx, work, events.StreamDeploy, b.handleDeploy) })
 	loops.Go(func() { b.consumeLoop(ctx, work, events.StreamStatus, b.handleStatusQuery) })
 	loops.Go(func() { b.healthLoop(ctx) })
+	loops.Go(func() { b.rollouts.run(ctx) }) // rollout tracking (issue 12)
 	if b.envKV != nil {
 		loops.Go(func() { b.watchEnvironments(ctx) })
 	}
@@ -248,6 +260,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	b.log.Info("bridge stopping", "grace", b.cfg.ShutdownGrace)
 	stopForwards() // nothing forwarded starts now
 	loops.Wait()   // consumers drained: nothing new starts
+	close(b.tasks) // the workers end once they are done
 
 	done := make(chan struct{})
 	go func() { b.workers.Wait(); close(done) }()
@@ -276,6 +289,46 @@ func (b *Bridge) Run(ctx context.Context) error {
 // a deploy request that waits for its key).
 type handler func(ctx context.Context, m jetstream.Msg)
 
+// task is a message for a worker and what handles it.
+type task struct {
+	m jetstream.Msg
+	h handler
+}
+
+// runWorkers starts the MAX_IN_FLIGHT workers, which handle tasks under work
+// until tasks is closed. A fixed set of workers keeps the stacks they grew,
+// where a goroutine per message would grow one anew each time.
+func (b *Bridge) runWorkers(work context.Context) {
+	for range b.cfg.MaxInFlight {
+		b.workers.Go(func() {
+			for t := range b.tasks {
+				t.h(work, t.m)
+			}
+		})
+	}
+}
+
+// dispatch hands m to a worker, holding it (kept in progress) while it waits
+// for one; when the bridge stops first, m is nak'd. While the bridge holds
+// as many messages as its workers and key queues take, dispatch waits: the
+// consumer then stops pulling, and nothing waits unseen in its buffer for
+// long.
+func (b *Bridge) dispatch(m jetstream.Msg, h handler) {
+	select {
+	case b.held <- struct{}{}:
+	case <-b.stopping:
+		_ = m.Nak()
+		return
+	}
+	b.hold(m)
+	select {
+	case b.tasks <- task{m: m, h: h}:
+	case <-b.stopping:
+		_ = m.Nak()
+		b.release(m)
+	}
+}
+
 // hold counts a message as the bridge's from the moment it is delivered: it
 // is reported in progress until release.
 func (b *Bridge) hold(m jetstream.Msg) {
@@ -283,10 +336,11 @@ func (b *Bridge) hold(m jetstream.Msg) {
 	b.progress.add(m)
 }
 
-// release ends what hold began.
+// release ends what hold (and dispatch) began.
 func (b *Bridge) release(m jetstream.Msg) {
 	b.progress.remove(m)
 	b.metrics.inFlight.Dec()
+	<-b.held
 }
 
 // consumeLoop consumes stream's durable consumer until stop ends, handing
@@ -318,19 +372,7 @@ func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handle
 				_ = m.Nak()
 				return
 			}
-			// Held (kept in progress) while it waits for a worker.
-			b.hold(m)
-			select {
-			case b.sem <- struct{}{}:
-			case <-b.stopping:
-				_ = m.Nak()
-				b.release(m)
-				return
-			}
-			b.workers.Go(func() {
-				defer func() { <-b.sem }()
-				h(work, m)
-			})
+			b.dispatch(m, h)
 		},
 			// Messages buffered by the client before they reach this
 			// callback cannot be kept in progress; a small buffer keeps

@@ -63,6 +63,16 @@ type Config struct {
 	// JetStream stored it (contract: 60s).
 	MaxClockSkew time.Duration
 
+	// RolloutTimeout is how long a rollout is followed before it is
+	// timed_out (default 10m); a request's rollout.timeout overrides it.
+	RolloutTimeout time.Duration
+	// RolloutPoll is the interval of status calls per tracked rollout
+	// (default 5s, with jitter); at most one progress event per interval.
+	RolloutPoll time.Duration
+	// RolloutGrace is how long a target version may stay below min_healthy
+	// before the rollout is degraded (default 2m).
+	RolloutGrace time.Duration
+
 	// HTTPAddr serves /healthz, /readyz, /metrics and the status page
 	// (package statuspage); empty serves nothing.
 	HTTPAddr string
@@ -116,6 +126,15 @@ func (c *Config) setDefaults() error {
 	if c.MaxClockSkew == 0 {
 		c.MaxClockSkew = 60 * time.Second
 	}
+	if c.RolloutTimeout == 0 {
+		c.RolloutTimeout = 10 * time.Minute
+	}
+	if c.RolloutPoll == 0 {
+		c.RolloutPoll = 5 * time.Second
+	}
+	if c.RolloutGrace == 0 {
+		c.RolloutGrace = 2 * time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -135,6 +154,7 @@ func (c *Config) setDefaults() error {
 		{"OperatorTimeout", c.OperatorTimeout}, {"RetryWindow", c.RetryWindow},
 		{"HealthInterval", c.HealthInterval}, {"AckWait", c.AckWait},
 		{"ShutdownGrace", c.ShutdownGrace}, {"MaxClockSkew", c.MaxClockSkew},
+		{"RolloutTimeout", c.RolloutTimeout}, {"RolloutPoll", c.RolloutPoll}, {"RolloutGrace", c.RolloutGrace},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %v is negative: leave it zero for the default, or make it positive", d.name, d.v))

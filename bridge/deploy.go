@@ -29,6 +29,8 @@ type deployJob struct {
 	waited string
 	// holder is where to hand the request, when another replica holds its key.
 	holder string
+	// applied: an operator call applied it (rollout tracking follows it).
+	applied bool
 }
 
 // Key queue bounds: what comes beyond them is nak'd with keyFullDelay.
@@ -102,7 +104,7 @@ func (b *Bridge) prepare(ctx context.Context, j *deployJob) (finding, time.Durat
 		j.res.Message = err.Error()
 		return unidentifiable, 0
 	}
-	if j.meta.NumDelivered > 1 {
+	if j.meta.NumDelivered > 1 && !b.unstored.follows(j.meta.Sequence.Stream, j.meta.NumDelivered) {
 		// A redelivery may come after its result was stored (the ack was
 		// lost), later than the duplicate window: look before doing anything.
 		stored, serr := b.answered(ctx, events.StreamDeploy, events.DeployResultSubject(env.Environment),
@@ -218,6 +220,7 @@ func (b *Bridge) ordered(ctx context.Context, j *deployJob) (finding, time.Durat
 	b.circuits.Done(endpoint, unavailable(err))
 	if err == nil {
 		b.order.Done(t, outcomeApplied)
+		j.applied = true
 		j.res.Outcome, j.res.Success, j.res.Message = events.Succeeded, true, resp.Message
 		return settled, 0
 	}
@@ -281,6 +284,12 @@ func (b *Bridge) apply(ctx context.Context, e operator.Entry, req events.DeployR
 func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint time.Duration) {
 	defer b.release(j.msg)
 	act, delay := decide(f, time.Since(j.meta.Timestamp), b.cfg.RetryWindow, j.meta.NumDelivered, hint)
+	seq := j.meta.Sequence.Stream
+	if act == nakWithDelay {
+		b.unstored.nakd(seq, j.meta.NumDelivered)
+	} else {
+		b.unstored.done(seq)
+	}
 	switch act {
 	case deadLetter:
 		b.deadLetter(ctx, j.msg, j.res.Message)
@@ -326,6 +335,11 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 		_ = j.msg.NakWithDelay(retryBase)
 		b.logDeploy(ctx, j, slog.LevelWarn, "result not stored; will retry", "err", err)
 		return
+	}
+	// Rollout tracking (issue 12): a request that an operator call applied
+	// (not a replay answered "already applied") is followed from here on.
+	if j.applied {
+		b.trackRollout(ctx, j)
 	}
 	_ = j.msg.Ack()
 	b.metrics.events.WithLabelValues(events.TypeDeployRequest, string(j.res.Outcome)).Inc()

@@ -35,4 +35,13 @@
 // in the JetStream key-value bucket [OrderBucket]: a compare-and-set lease
 // taken before the operator call and the id of the last applied request
 // written after it. See order.go.
+//
+// # Rollouts
+//
+// After a request's apply succeeded and its result is stored, the bridge
+// follows the app's status on its operator and publishes
+// deploy.progress.<env> events until the rollout converges, degrades, times
+// out or is superseded (docs/rollouts.md). The state of each followed
+// rollout lives in the bucket [RolloutBucket], one replica following it at a
+// time. See rollout.go.
 package bridge

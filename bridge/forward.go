@@ -144,10 +144,10 @@ type forwards struct {
 	wg     sync.WaitGroup
 }
 
-// listen takes forwarded requests on subject and hands them to workers
-// running under work. The returned stop ends that and returns once every
-// request taken has been handed over.
-func (b *Bridge) listen(work context.Context, subject string) (stop func(), err error) {
+// listen takes forwarded requests on subject and hands them to the workers.
+// The returned stop ends that and returns once every request taken has been
+// handed over.
+func (b *Bridge) listen(subject string) (stop func(), err error) {
 	var fw forwards
 	sub, err := b.nc.Subscribe(subject, func(m *nats.Msg) {
 		fw.mu.Lock()
@@ -165,18 +165,7 @@ func (b *Bridge) listen(work context.Context, subject string) (stop func(), err 
 			b.log.Warn("forwarded request", "err", err)
 			return
 		}
-		b.hold(f)
-		select {
-		case b.sem <- struct{}{}:
-		case <-b.stopping:
-			_ = f.Nak()
-			b.release(f)
-			return
-		}
-		b.workers.Go(func() {
-			defer func() { <-b.sem }()
-			b.handleDeploy(work, f)
-		})
+		b.dispatch(f, b.handleDeploy)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("forwarded requests: %w", err)

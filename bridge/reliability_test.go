@@ -2,6 +2,7 @@ package bridge_test
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -149,8 +150,12 @@ func TestStaleApplyRefusedByAFencingOperatorIsSuperseded(t *testing.T) {
 	if r := w.result(id); r.Outcome != events.Succeeded {
 		t.Fatalf("first: %+v", r)
 	}
-	reqs := w.k8s.Requests()
-	last := reqs[len(reqs)-1]
+	var last operatortest.Request // the last apply (rollout tracking also asks for status)
+	for _, r := range w.k8s.Requests() {
+		if r.Method == http.MethodPost {
+			last = r
+		}
+	}
 	if last.Fence == 0 || last.RequestID != id {
 		t.Fatalf("apply without fencing headers: %+v", last)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -104,4 +105,40 @@ func (b *Bridge) answered(ctx context.Context, stream, subject, id string, after
 		pending -= uint64(min(uint64(n), pending))
 	}
 	return false, nil
+}
+
+// unstored remembers the deliveries this replica nak'd without trying to
+// store a result (a retryable failure, a wait): when the next delivery of
+// the same message comes back here, nobody can have stored its result in
+// between, and it need not look. Everything else looks.
+type unstored struct {
+	mu sync.Mutex
+	m  map[uint64]uint64 // stream sequence -> delivery count nak'd
+}
+
+func newUnstored() *unstored { return &unstored{m: make(map[uint64]uint64)} }
+
+// nakd records that delivery n of the message at seq was nak'd unstored.
+func (u *unstored) nakd(seq, n uint64) {
+	u.mu.Lock()
+	if len(u.m) >= maxCached {
+		clear(u.m) // forgetting only costs a look
+	}
+	u.m[seq] = n
+	u.mu.Unlock()
+}
+
+// follows reports whether delivery n of seq comes right after one this
+// replica nak'd unstored.
+func (u *unstored) follows(seq, n uint64) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return n > 1 && u.m[seq] == n-1
+}
+
+// done forgets seq.
+func (u *unstored) done(seq uint64) {
+	u.mu.Lock()
+	delete(u.m, seq)
+	u.mu.Unlock()
 }

@@ -62,6 +62,9 @@ type DeployRequest struct {
 	App         string       `json:"app"`
 	Version     string       `json:"version"`
 	Deployments []Deployment `json:"deployments,omitempty"`
+	// Rollout (added in v1) says how the bridge follows the rollout after
+	// the apply; nil tracks it with the bridge's defaults.
+	Rollout *Rollout `json:"rollout,omitempty"`
 }
 
 // Effective returns the deployments the operator gets: r.Deployments, or

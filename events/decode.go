@@ -3,6 +3,7 @@ package events
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/url"
@@ -222,6 +223,9 @@ func decodeData(typ string, data []byte, into any) error {
 		return schemaError(err)
 	}
 	if err := json.Unmarshal(data, into); err != nil {
+		if ee, ok := errors.AsType[*Error](err); ok {
+			return ee // a field's own check (rollout.timeout, say)
+		}
 		// The schema admits only what the type can hold; this is a bug
 		// in one of them, reported as the data's fault all the same.
 		return dataError("data", err.Error())

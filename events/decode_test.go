@@ -246,6 +246,10 @@ func TestDecodeMalformed(t *testing.T) {
 		{name: "percents add up over 1", body: structured(map[string]any{"data": data(map[string]any{"deployments": []any{
 			map[string]any{"version": "v1", "percent": 0.6}, map[string]any{"version": "v0", "percent": 0.41}}})}), code: CodeInvalidData, field: "deployments", id: "req-1"},
 		{name: "version not among deployments", body: structured(map[string]any{"data": data(map[string]any{"deployments": []any{map[string]any{"version": "v0", "percent": 1}}})}), code: CodeInvalidData, field: "version", id: "req-1"},
+		{name: "rollout true", body: structured(map[string]any{"data": data(map[string]any{"rollout": true})}), code: CodeInvalidData, field: "rollout", id: "req-1"},
+		{name: "rollout timeout not a duration", body: structured(map[string]any{"data": data(map[string]any{"rollout": map[string]any{"timeout": "soon"}})}), code: CodeInvalidData, field: "rollout.timeout", id: "req-1"},
+		{name: "rollout timeout zero", body: structured(map[string]any{"data": data(map[string]any{"rollout": map[string]any{"timeout": "0s"}})}), code: CodeInvalidData, field: "rollout.timeout", id: "req-1"},
+		{name: "rollout min_healthy 101", body: structured(map[string]any{"data": data(map[string]any{"rollout": map[string]any{"min_healthy": 101}})}), code: CodeInvalidData, field: "rollout.min_healthy", id: "req-1"},
 		{name: "package not an object", body: structured(map[string]any{"data": data(map[string]any{"deployments": []any{map[string]any{"version": "v1", "percent": 1, "package": "docker"}}})}), code: CodeInvalidData, field: "deployments[0].package", id: "req-1"},
 
 		// Binary mode.

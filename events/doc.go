@@ -6,8 +6,9 @@
 //
 // The subjects (DeployRequestSubject, HealthSubject, ...), the event types
 // (TypeDeployRequest, ...), the four streams (StreamConfigs) and the data of
-// each event (DeployRequest, DeployResult, StatusQuery, StatusResult, Health)
-// are the contract's, and the JSON Schemas of package schemas say the same.
+// each event (DeployRequest with its Rollout field, DeployResult,
+// DeployProgress with its Phase, StatusQuery, StatusResult, Health) are the
+// contract's, and the JSON Schemas of package schemas say the same.
 //
 // # Decoding
 //
@@ -25,18 +26,21 @@
 //
 // # Encoding
 //
-// NewDeployResult, NewStatusResult and NewHealth make the bridge's events
+// NewDeployResult, NewDeployProgress, NewStatusResult and NewHealth make the
+// bridge's events
 // in structured mode, with the attributes of docs/contract.md (source, time,
 // subject, the environment, requestid and traceparent extensions) and the
 // Nats-Msg-Id header set to the event id; a result's id is ResultID of its
-// request's id and stream sequence. NewDeployRequest and NewStatusQuery make
+// request's id and stream sequence, and a final progress event's id is
+// FinalProgressID of the same. NewDeployRequest and NewStatusQuery make
 // requests for publishers.
 //
 // # Client
 //
 // Client publishes deploy requests and waits for their results, asks for
-// status over the bridge's request/reply endpoint, lists environments, and
-// watches results and health events from a point in time. It does not
+// status over the bridge's request/reply endpoint, lists environments,
+// follows a deploy's rollout (Progress, WaitRollout), and watches results
+// and health events from a point in time. It does not
 // depend on the bridge: it speaks only the contract.
 //
 // The package returns errors and never logs.

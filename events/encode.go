@@ -38,19 +38,24 @@ func ResultID(requestID string, streamSeq uint64) string {
 	if streamSeq == 0 {
 		return NewEventID()
 	}
-	name := requestID + "\x00" + strconv.FormatUint(streamSeq, 10)
+	return nameUUID(resultNamespace, requestID+"\x00"+strconv.FormatUint(streamSeq, 10), requestID)
+}
+
+// nameUUID returns the name-based (version 5) UUID of name in namespace
+// ns, hashing again in the rare case that it equals avoid.
+func nameUUID(ns [16]byte, name, avoid string) string {
 	for {
 		h := sha1.New()
-		h.Write(resultNamespace[:])
+		h.Write(ns[:])
 		h.Write([]byte(name))
 		var u [16]byte
 		copy(u[:], h.Sum(nil))
 		u[6] = u[6]&0x0f | 0x50 // version 5
 		u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
-		if id := formatUUID(u); id != requestID {
+		if id := formatUUID(u); id != avoid {
 			return id
 		}
-		name += "\x00" // a request whose id is its own result id: hash again
+		name += "\x00" // a request whose id is its own event's id: hash again
 	}
 }
 

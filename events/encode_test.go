@@ -87,6 +87,33 @@ func TestGolden(t *testing.T) {
 			}, WithID("req-1"), WithTraceParent(testRequest.TraceParent))
 			return m, err
 		}},
+		{"deploy.progress.progressing", func(enc encoder) (*nats.Msg, error) {
+			return enc.deployProgress(source, testRequest, 42, 1, DeployProgress{
+				App: "my-app", Target: []Target{{Version: "v1.2.3", Percent: 0.2}, {Version: "v1.2.2", Percent: 0.8}},
+				Observed: AppStatus{App: "my-app", Healthy: AppHealth{Level: 100}, Versions: []VersionStatus{
+					{Version: "v1.2.3", Percent: 0.1, Healthy: AppHealth{Level: 100}, Nodes: []NodeStatus{{Node: "node-1", Healthy: AppHealth{Level: 100}}}},
+					{Version: "v1.2.2", Percent: 0.9, Healthy: AppHealth{Level: 100}},
+				}},
+				Phase: PhaseProgressing, Message: "v1.2.3 at 10% of 20%", ElapsedMS: 5000,
+			})
+		}},
+		{"deploy.progress.converged", func(enc encoder) (*nats.Msg, error) {
+			req := testRequest
+			req.TraceParent = ""
+			return enc.deployProgress(source, req, 42, 2, DeployProgress{
+				App: "my-app", Target: []Target{{Version: "v1.2.3", Percent: 1}},
+				Observed: AppStatus{App: "my-app", Healthy: AppHealth{Level: 100}, Versions: []VersionStatus{
+					{Version: "v1.2.3", Percent: 1, Healthy: AppHealth{Level: 100}},
+				}},
+				Phase: PhaseConverged, Message: "converged", ElapsedMS: 9000,
+			})
+		}},
+		{"deploy.request.rollout", func(enc encoder) (*nats.Msg, error) {
+			m, _, err := enc.deployRequest("/master-service/test", "env-001", DeployRequest{
+				App: "my-app", Version: "v1.2.3", Rollout: &Rollout{Timeout: 5 * time.Minute, MinHealthy: ptr(80)},
+			}, WithID("req-2"))
+			return m, err
+		}},
 		{"status.query", func(enc encoder) (*nats.Msg, error) {
 			m, _, err := enc.statusQuery("/master-service/test", "env-001", "my-app")
 			return m, err
@@ -137,6 +164,8 @@ func TestGolden(t *testing.T) {
 				_, _, err = DecodeDeployRequest(msg.Subject, msg.Header, msg.Data)
 			case TypeStatusQuery:
 				_, _, err = DecodeStatusQuery(msg.Subject, msg.Header, msg.Data)
+			case TypeDeployProgress:
+				_, _, err = DecodeDeployProgress(msg.Header, msg.Data)
 			}
 			if err != nil {
 				t.Errorf("published event does not decode: %v", err)

@@ -22,6 +22,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"app":"a"}`), true, "q", "", TypeStatusQuery)
 	f.Add([]byte(`{"app":"my-app","version":"v 1.0"}`), true, "req-2", "application/json", TypeDeployRequest)
 	f.Add([]byte(`{"app":"a","version":"v1","deployments":[{"version":"v1","percent":20},{"version":"v0","percent":80}]}`), true, "req-3", "", TypeDeployRequest)
+	f.Add([]byte(`{"app":"a","version":"v1","rollout":{"timeout":"5m","min_healthy":80}}`), true, "r", "", TypeDeployRequest)
+	f.Add([]byte(`{"app":"a","version":"v1","rollout":{"timeout":"1e9h"}}`), true, "r", "", TypeDeployRequest)
+	f.Add([]byte(`{"app":"a","version":"v1","rollout":false}`), true, "r", "", TypeDeployRequest)
 	f.Fuzz(func(t *testing.T, body []byte, binary bool, id, contentType, typ string) {
 		h := nats.Header{}
 		if contentType != "" {
@@ -63,6 +66,12 @@ func FuzzDecode(f *testing.F) {
 			}
 			if _, err := NewDeployResult(SourceFor("fuzz"), env, 1, DeployResult{App: req.App, Outcome: Succeeded, Success: true}); err != nil {
 				t.Fatalf("cannot answer an accepted request: %v", err)
+			}
+			if r := req.Rollout; r != nil && (r.Timeout < 0 || r.Threshold() < 0 || r.Threshold() > 100) {
+				t.Fatalf("accepted rollout %+v", *r)
+			}
+			if _, err := NewDeployProgress(SourceFor("fuzz"), env, 1, 1, DeployProgress{App: req.App, Target: req.Targets(), Phase: PhaseProgressing}); err != nil {
+				t.Fatalf("cannot report the progress of an accepted request: %v", err)
 			}
 		}
 		env, _, err = DecodeStatusQuery("status.query.env-1", h, body)

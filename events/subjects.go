@@ -15,16 +15,21 @@ const (
 	TypeStatusQuery   = "io.boreas.status.query.v1"
 	TypeStatusResult  = "io.boreas.status.result.v1"
 	TypeHealth        = "io.boreas.operator.health.v1"
+	// TypeDeployProgress is the rollout progress of an applied deploy
+	// request (added in v1).
+	TypeDeployProgress = "io.boreas.deploy.progress.v1"
 )
 
 // Subject prefixes; the environment ID is the last token.
 const (
 	PrefixDeployRequest = "deploy.request."
 	PrefixDeployResult  = "deploy.result."
-	PrefixStatusQuery   = "status.query."
-	PrefixStatusResult  = "status.result."
-	PrefixHealth        = "operator.health."
-	PrefixDeadLetter    = "deadletter."
+	// PrefixDeployProgress is the subject prefix of rollout progress events.
+	PrefixDeployProgress = "deploy.progress."
+	PrefixStatusQuery    = "status.query."
+	PrefixStatusResult   = "status.result."
+	PrefixHealth         = "operator.health."
+	PrefixDeadLetter     = "deadletter."
 )
 
 // Subjects of the bridge's request/reply endpoints (docs/contract.md, Request/reply).
@@ -71,6 +76,10 @@ func DeployRequestSubject(env string) string { return PrefixDeployRequest + env 
 
 // DeployResultSubject is where the bridge publishes deploy results for env.
 func DeployResultSubject(env string) string { return PrefixDeployResult + env }
+
+// DeployProgressSubject is where the bridge publishes the rollout progress
+// of deploys to env.
+func DeployProgressSubject(env string) string { return PrefixDeployProgress + env }
 
 // StatusQuerySubject is where anyone asks for an app's status in env.
 func StatusQuerySubject(env string) string { return PrefixStatusQuery + env }
@@ -126,6 +135,8 @@ func typeForSubject(subject string) string {
 		return TypeDeployRequest
 	case strings.HasPrefix(subject, PrefixDeployResult):
 		return TypeDeployResult
+	case strings.HasPrefix(subject, PrefixDeployProgress):
+		return TypeDeployProgress
 	case strings.HasPrefix(subject, PrefixStatusQuery), strings.HasPrefix(subject, PrefixStatusEndpoint):
 		return TypeStatusQuery
 	case strings.HasPrefix(subject, PrefixStatusResult):

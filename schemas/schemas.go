@@ -34,6 +34,7 @@ const BaseURL = "https://schemas.boreas.io/operator-bridge/"
 var files = map[string]string{
 	"io.boreas.deploy.request.v1":  "deploy.request.v1.json",
 	"io.boreas.deploy.result.v1":   "deploy.result.v1.json",
+	"io.boreas.deploy.progress.v1": "deploy.progress.v1.json",
 	"io.boreas.status.query.v1":    "status.query.v1.json",
 	"io.boreas.status.result.v1":   "status.result.v1.json",
 	"io.boreas.operator.health.v1": "operator.health.v1.json",

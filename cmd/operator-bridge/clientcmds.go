@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -25,7 +26,7 @@ default 127.0.0.1:4222).
 
 ` + exitCodesHelp
 
-const deployUsage = `Usage: operator-bridge deploy --env ENV --app APP --version V [--deployments V=P,V=P] [--package JSON] [--timeout 30s] [--no-wait] [--progress auto|on|off]
+const deployUsage = `Usage: operator-bridge deploy --env ENV --app APP --version V [--deployments V=P,V=P] [--package JSON] [--timeout 30s] [--no-wait | --wait converged] [--progress auto|on|off]
 
 Publishes a deploy request on deploy.request.<env> and waits for its result.
 --deployments splits traffic between versions: V=P with P a fraction (0.2) or
@@ -45,6 +46,14 @@ On a terminal, a deploy with no result after 2s shows that the request is
 stored (its DEPLOY stream sequence), the operator's health as the bridge
 sees it (its last error, the circuit state), and the time spent and left of
 the retry window (--retry-window, the bridge's RETRY_WINDOW).
+
+--wait converged goes on after the result and follows the rollout
+(deploy.progress.<env>) live: each version's share and health against its
+target, and the time since the result, until the rollout converged (exit 0),
+degraded, timed out or was superseded (exit 1), or --timeout passed (exit 3;
+its default is then the rollout timeout plus a minute). --json prints the
+final progress event. --rollout-timeout and --min-healthy set the request's
+rollout field; --no-rollout turns tracking off for the request.
 ` + clientHelp
 
 func runDeploy(ctx context.Context, c *cli, args []string) error {
@@ -58,6 +67,10 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 	pkg := fs.String("package", "", "package `JSON` object for --version's deployment")
 	noWait := fs.Bool("no-wait", false, "publish and return without waiting for the result")
 	id := fs.String("id", "", "event id (default: a new UUID); re-sending an id within 2 minutes is stored once")
+	wait := fs.String("wait", waitResult, "what to wait for: `result` (the deploy result) or converged (the rollout's final phase)")
+	rolloutTimeout := fs.Duration("rollout-timeout", 0, "the request's rollout.timeout (0: the bridge's, 10m by default)")
+	minHealthy := fs.Int("min-healthy", -1, "the request's rollout.min_healthy, 0-100 (-1: the default, 100)")
+	noRollout := fs.Bool("no-rollout", false, "send rollout: false (the bridge does not follow the rollout)")
 	window := 10 * time.Minute
 	if v, err := time.ParseDuration(c.getenv(envPrefix + "RETRY_WINDOW")); err == nil && v > 0 {
 		window = v
@@ -67,6 +80,8 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 	if err := parseFlags(c, fs, deployUsage, args); err != nil {
 		return err
 	}
+	timeoutSet := false
+	fs.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
 	if *progress != "auto" && *progress != "on" && *progress != "off" {
 		return usageError("deploy: --progress %q: want auto, on or off", *progress)
 	}
@@ -77,6 +92,30 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 		return usageError("deploy: --env %q is not an environment ID (1-64 of A-Z a-z 0-9 _ -)", *env)
 	}
 	req := events.DeployRequest{App: *app, Version: *ver}
+	switch {
+	case *wait != waitResult && *wait != waitConverged:
+		return usageError("deploy: --wait %q: want result or converged", *wait)
+	case *wait == waitConverged && (*noWait || *noRollout):
+		return usageError("deploy: --wait converged goes with neither --no-wait nor --no-rollout")
+	case *minHealthy > 100 || *minHealthy < -1:
+		return usageError("deploy: --min-healthy %d: want 0-100", *minHealthy)
+	case *rolloutTimeout < 0:
+		return usageError("deploy: --rollout-timeout %s is negative", *rolloutTimeout)
+	}
+	if *noRollout {
+		req.Rollout = &events.Rollout{Off: true}
+	} else if *rolloutTimeout > 0 || *minHealthy >= 0 {
+		req.Rollout = &events.Rollout{Timeout: *rolloutTimeout}
+		if *minHealthy >= 0 {
+			req.Rollout.MinHealthy = minHealthy
+		}
+	}
+	if *wait == waitConverged && !timeoutSet {
+		cf.timeout = 10*time.Minute + time.Minute
+		if *rolloutTimeout > 0 {
+			cf.timeout = *rolloutTimeout + time.Minute
+		}
+	}
 	var err error
 	if req.Deployments, err = parseDeployments(*deps, *ver, *pkg); err != nil {
 		return usageError("deploy: %v", err)
@@ -132,15 +171,25 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 		}
 		return err
 	}
-	if cf.json {
+	rollout := *wait == waitConverged && res.Outcome == events.Succeeded
+	if cf.json && !rollout {
 		if err := writeJSON(c.stdout, res); err != nil {
 			return err
 		}
-	} else {
+	} else if !cf.json {
 		printDeployResult(c.stdout, p, res)
 	}
 	if res.Outcome != events.Succeeded {
 		return withCode(exitFailed, nil)
+	}
+	if rollout {
+		// Progress events are stored after the request; a replay is not
+		// followed again, its rollout is the first copy's, stored earlier.
+		from := events.ProgressFromSeq(pub.Sequence)
+		if strings.HasPrefix(res.Message, "already applied") {
+			from = events.ProgressFromSeq(0)
+		}
+		return cf.explain(followRollout(wctx, c.stdout, p, bc, *env, *app, pub.ID, from, cf.json))
 	}
 	return nil
 }
@@ -376,13 +425,13 @@ func shorten(s string, n int) string {
 const watchUsage = `Usage: operator-bridge watch [--from new|all|last|DURATION|TIME|SEQ] [--env ENV | --subjects S,S]
 
 Follows the bridge's events live, one line each (JSON lines with --json):
-deploy results, status results and operator health by default. --from
-replays history: all of it, the last event of each subject, the last 15m,
-everything since an RFC 3339 time, or from a stream sequence (applied to each
-stream watched). --env follows one environment's results and health. Each
-stream is read in order; events of different streams are interleaved as they
-arrive. --count and --for bound the watch; otherwise
-it runs until Ctrl-C.
+deploy results, rollout progress, status results and operator health by
+default. --from replays history: all of it, the last event of each subject,
+the last 15m, everything since an RFC 3339 time, or from a stream sequence
+(applied to each stream watched). --env follows one environment's events.
+Each stream is read in order; events of different streams are interleaved as
+they arrive. --count and --for bound the watch; otherwise it runs until
+Ctrl-C.
 ` + clientHelp
 
 func runWatch(ctx context.Context, c *cli, args []string) error {
@@ -390,8 +439,8 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 	var cf clientFlags
 	cf.register(fs, c, 0)
 	from := fs.String("from", "new", "start at `new|all|last|DURATION|TIME|SEQ`: new events only, all stored, each subject's last, DURATION ago (15m), since an RFC 3339 TIME, or from a stream SEQuence")
-	subjects := fs.String("subjects", "deploy.result.>,status.result.>,operator.health.>", "comma-separated `subjects` to follow")
-	env := fs.String("env", "", "follow only this environment `ID`'s deploy results, status results and health")
+	subjects := fs.String("subjects", "deploy.result.>,deploy.progress.>,status.result.>,operator.health.>", "comma-separated `subjects` to follow")
+	env := fs.String("env", "", "follow only this environment `ID`'s deploy results, rollout progress, status results and health")
 	count := fs.Int("count", 0, "stop after `N` events (0: no limit)")
 	dur := fs.Duration("for", 0, "stop after this long (0: until Ctrl-C)")
 	if err := parseFlags(c, fs, watchUsage, args); err != nil {
@@ -405,7 +454,7 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 		if !events.ValidEnvironmentID(*env) {
 			return usageError("watch: --env %q is not an environment ID (1-64 of A-Z a-z 0-9 _ -)", *env)
 		}
-		*subjects = strings.Join([]string{events.DeployResultSubject(*env), events.StatusResultSubject(*env), events.HealthSubject(*env)}, ",")
+		*subjects = strings.Join([]string{events.DeployResultSubject(*env), events.DeployProgressSubject(*env), events.StatusResultSubject(*env), events.HealthSubject(*env)}, ",")
 	}
 	var subs []string
 	for _, s := range strings.Split(*subjects, ",") {

@@ -67,6 +67,10 @@ type serveConfig struct {
 	MaxInFlight    int           `env:"OPERATOR_BRIDGE_MAX_IN_FLIGHT" file:"bridge.max_in_flight" default:"256" desc:"requests handled at once"`
 	Instance       string        `env:"OPERATOR_BRIDGE_INSTANCE" file:"bridge.instance" desc:"name of this replica in the source of its events"`
 
+	RolloutTimeout time.Duration `env:"OPERATOR_BRIDGE_ROLLOUT_TIMEOUT" file:"bridge.rollout_timeout" default:"10m" desc:"how long a rollout is followed before timed_out (a request's rollout.timeout overrides it)"`
+	RolloutPoll    time.Duration `env:"OPERATOR_BRIDGE_ROLLOUT_POLL" file:"bridge.rollout_poll" default:"5s" desc:"status calls per tracked rollout: one per this interval (with jitter)"`
+	RolloutGrace   time.Duration `env:"OPERATOR_BRIDGE_ROLLOUT_GRACE" file:"bridge.rollout_grace" default:"2m" desc:"how long a target version may stay below min_healthy before degraded"`
+
 	HTTPAddr string `env:"OPERATOR_BRIDGE_HTTP_ADDR" file:"http.addr" default:"127.0.0.1:8090" desc:"the status page, /healthz, /readyz and /metrics (0.0.0.0:8090 in a container); empty serves nothing"`
 	PProf    bool   `env:"OPERATOR_BRIDGE_PPROF" file:"http.pprof" default:"false" desc:"serve Go's profiles under /debug/pprof/ on the ops address"`
 	OpsToken string `env:"OPERATOR_BRIDGE_OPS_TOKEN" file:"http.ops_token" secret:"true" desc:"when set, the ops address (the status page, /metrics, /debug/pprof/) needs Authorization: Bearer <token>; /healthz and /readyz stay open"`
@@ -265,7 +269,8 @@ func (c *serveConfig) check(lookup func(string) (string, bool)) []string {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"OPERATOR_TIMEOUT", c.OperatorTimeout}, {"RETRY_WINDOW", c.RetryWindow}, {"HEALTH_INTERVAL", c.HealthInterval}} {
+	}{{"OPERATOR_TIMEOUT", c.OperatorTimeout}, {"RETRY_WINDOW", c.RetryWindow}, {"HEALTH_INTERVAL", c.HealthInterval},
+		{"ROLLOUT_TIMEOUT", c.RolloutTimeout}, {"ROLLOUT_POLL", c.RolloutPoll}, {"ROLLOUT_GRACE", c.RolloutGrace}} {
 		if d.v <= 0 {
 			add(d.name, "%s is not positive", d.v)
 		}

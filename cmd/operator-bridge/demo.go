@@ -41,6 +41,8 @@ const (
 	demoRetryWindow     = 20 * time.Second
 	demoHealthInterval  = 5 * time.Second
 	demoStepTimeout     = 25 * time.Second
+	demoRolloutPoll     = 250 * time.Millisecond
+	demoRolloutGrace    = 2 * time.Second
 )
 
 func runDemo(ctx context.Context, c *cli, args []string) error {
@@ -116,6 +118,8 @@ func runDemo(ctx context.Context, c *cli, args []string) error {
 		OperatorTimeout:    demoOperatorTimeout,
 		RetryWindow:        demoRetryWindow,
 		HealthInterval:     demoHealthInterval,
+		RolloutPoll:        demoRolloutPoll,
+		RolloutGrace:       demoRolloutGrace,
 		HTTPAddr:           httpAddr,
 		Logger:             log,
 		Registerer:         prometheus.NewRegistry(),
@@ -144,7 +148,7 @@ func runDemo(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	w := newWaiters()
-	for _, subj := range []string{"deploy.result.>", "status.result.>", "operator.health.>"} {
+	for _, subj := range []string{"deploy.result.>", "deploy.progress.>", "status.result.>", "operator.health.>"} {
 		if _, err := cnc.Subscribe(subj, func(m *nats.Msg) {
 			out.line(eventLine(p, m.Subject, m.Header, m.Data))
 			w.deliver(m)
@@ -161,7 +165,8 @@ func runDemo(ctx context.Context, c *cli, args []string) error {
 	out.line(fmt.Sprintf("  fake Kubernetes operator    %s", k8s.URL))
 	out.line(fmt.Sprintf("  fake physical operator      %s", pm.URL))
 	out.line(fmt.Sprintf("  status page and /metrics    http://%s/", httpAddr))
-	out.line(p.dim(fmt.Sprintf("  settings: OPERATOR_TIMEOUT=%s RETRY_WINDOW=%s HEALTH_INTERVAL=%s", demoOperatorTimeout, demoRetryWindow, demoHealthInterval)))
+	out.line(p.dim(fmt.Sprintf("  settings: OPERATOR_TIMEOUT=%s RETRY_WINDOW=%s HEALTH_INTERVAL=%s ROLLOUT_POLL=%s ROLLOUT_GRACE=%s",
+		demoOperatorTimeout, demoRetryWindow, demoHealthInterval, demoRolloutPoll, demoRolloutGrace)))
 	out.line("")
 
 	if err := waitReady(ctx, b, 15*time.Second); err != nil {
@@ -296,6 +301,7 @@ type demo struct {
 	w       *waiters
 	k8s, pm *operatortest.Server
 	steps   int
+	lastID  string // the id of the last request deploy sent
 }
 
 // expectation is the outcome a step expects.
@@ -324,6 +330,7 @@ func (d *demo) verdict(ok bool, format string, args ...any) int {
 // deploy publishes a request, waits for its result and checks it.
 func (d *demo) deploy(ctx context.Context, env string, req events.DeployRequest, want expectation, during func(), opts ...events.EventOption) int {
 	id := events.NewEventID()
+	d.lastID = id
 	ch := d.w.expectDeploy(id)
 	d.out.line(d.p.dim(fmt.Sprintf("   → %s %s", events.DeployRequestSubject(env), compactJSON(mustJSON(req)))))
 	if _, err := d.bc.PublishDeploy(ctx, env, req, append(opts, events.WithID(id))...); err != nil {
@@ -415,7 +422,33 @@ func (d *demo) script(ctx context.Context) (failures int) {
 	d.step("A request older than what was applied arrives late: superseded, never rolled back")
 	failures += d.deploy(ctx, "env-k8s-prod", events.DeployRequest{App: "my-app", Version: "v0.9.0"},
 		expectation{outcome: events.Superseded, code: events.CodeSuperseded}, nil, events.WithTime(firstTime.Add(-time.Minute)))
+
+	d.step("Roll out my-app v1.2.0 gradually (20% every 300ms): the bridge follows it until it converges")
+	d.k8s.SetRollout(operatortest.Rollout{Step: 0.2, Every: 300 * time.Millisecond})
+	failures += d.rollout(ctx, "env-k8s-prod", events.DeployRequest{App: "my-app", Version: "v1.2.0"}, events.PhaseConverged)
+
+	d.step(fmt.Sprintf("Canary shop v2.2.0 at 50%% whose nodes stay at health 40: degraded once the %s grace is over", demoRolloutGrace))
+	d.pm.SetRollout(operatortest.Rollout{Unhealthy: map[string]int{"v2.2.0": 40}})
+	failures += d.rollout(ctx, "env-pm-lab", events.DeployRequest{App: "shop", Version: "v2.2.0", Deployments: []events.Deployment{
+		{Version: "v2.2.0", Percent: 0.5}, {Version: "v2.1.0", Percent: 0.5},
+	}}, events.PhaseDegraded)
 	return failures
+}
+
+// rollout deploys req, then waits for the final phase of its rollout
+// (deploy.progress.<env>) and checks it.
+func (d *demo) rollout(ctx context.Context, env string, req events.DeployRequest, want events.Phase) int {
+	since := time.Now().Add(-time.Minute)
+	if f := d.deploy(ctx, env, req, expectation{outcome: events.Succeeded}, nil); f > 0 {
+		return f
+	}
+	wctx, cancel := context.WithTimeout(ctx, demoStepTimeout)
+	defer cancel()
+	final, err := d.bc.WaitRollout(wctx, env, d.lastID, events.ProgressSince(since))
+	if err != nil {
+		return d.verdict(false, "no final rollout event: %v", err)
+	}
+	return d.verdict(final.Phase == want, "rollout %s after %s: %s", final.Phase, elapsedText(final.ElapsedMS), final.Message)
 }
 
 func (d *demo) statusViaStream(ctx context.Context, env, app, wantVersion string) int {
@@ -474,6 +507,7 @@ func printTryNext(out *syncWriter, p palette, url string) {
 		p.bold("Try next") + p.dim(" (nats CLI: go install github.com/nats-io/natscli/nats@v0.5.0)"),
 		"  " + s + " stream ls",
 		"  " + s + " sub 'deploy.result.>'",
+		"  " + s + " sub --stream DEPLOY --all 'deploy.progress.>'" + p.dim("   # rollouts, from the start"),
 		"  " + s + " req operator-bridge.environments ''",
 		"  " + s + ` req operator-bridge.status.env-k8s-prod '{"app":"my-app"}'`,
 		"  " + s + " micro ls",
@@ -482,6 +516,7 @@ func printTryNext(out *syncWriter, p palette, url string) {
 		p.bold("or with this command"),
 		"  " + self + " envs --nats " + url,
 		"  " + self + " deploy --nats " + url + " --env env-mock --app my-app --version v2.0.0",
+		"  " + self + " deploy --nats " + url + " --env env-k8s-prod --app my-app --version v1.3.0 --wait converged",
 		"  " + self + " status --nats " + url + " --env env-k8s-prod --app my-app",
 		"  " + self + " watch --nats " + url + " --from all",
 		"  " + self + " bench --nats " + url + " --setup --requests 2000",

@@ -21,6 +21,10 @@ docs/operators.md) that keeps the applied deployments in memory, logs each
 request to stderr and misbehaves on request. With --fencing it supports
 fencing: it answers 409 Conflict to an apply whose Boreas-Fence header is
 lower than the highest it accepted for that app. It stops on SIGINT or SIGTERM.
+
+An apply rolls out at once unless --rollout-step moves traffic by that
+fraction every --rollout-every; --stuck never moves it; --unhealthy V=LEVEL
+makes version V report that health level (for the bridge's rollout tracking).
 `
 
 func runFakeOperator(ctx context.Context, c *cli, args []string) error {
@@ -41,8 +45,12 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 	fs.BoolVar(&f.HealthDown, "health-down", false, "answer /health with 503")
 	fs.BoolVar(&f.Hang, "hang", false, "never answer")
 	fs.StringVar(&f.Token, "token", "", "require this bearer `token`, else 401")
+	ro, unhealthy := rolloutFlags(fs)
 	if err := parseFlags(c, fs, fakeOperatorUsage, args); err != nil {
 		return err
+	}
+	if err := parseUnhealthy(*unhealthy, ro); err != nil {
+		return usageError("fake-operator: %v", err)
 	}
 	kind, err := operator.ParseKind(*kindName)
 	if err != nil || kind == operator.Mock {
@@ -53,6 +61,7 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 	srv := operatortest.NewUnstartedServer(kind)
 	srv.SetFault(f)
 	srv.SetFencing(*fencing)
+	srv.SetRollout(*ro)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return withCode(exitFailed, fmt.Errorf("fake-operator --listen %s: %w", *listen,
@@ -61,7 +70,7 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 	hs := &http.Server{Handler: logRequests(srv.Handler(), log), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1) // Serve's one result
 	go func() { served <- hs.Serve(ln) }()
-	log.Info("fake operator listening", "kind", kind.String(), "url", "http://"+ln.Addr().String(), "faults", describeFault(f), "fencing", *fencing)
+	log.Info("fake operator listening", "kind", kind.String(), "url", "http://"+ln.Addr().String(), "faults", describeFault(f), "fencing", *fencing, "rollout", describeRollout(*ro))
 
 	select {
 	case <-ctx.Done():

@@ -20,6 +20,12 @@ func eventLine(p palette, subject string, h nats.Header, body []byte) string {
 		}
 		return fmt.Sprintf("%s %s %-16s %s %s", stamp(p, ev.Time()), p.cyan(pad("deploy", 7)), r.Environment,
 			r.App+" "+r.Version, deploySummary(p, r))
+	case strings.HasPrefix(subject, events.PrefixDeployProgress):
+		ev, r, err := events.DecodeDeployProgress(h, body)
+		if err != nil {
+			return badLine(p, subject, err)
+		}
+		return fmt.Sprintf("%s %s %-16s %s %s", stamp(p, ev.Time()), p.cyan(pad("rollout", 7)), r.Environment, r.App, progressSummary(p, r))
 	case strings.HasPrefix(subject, events.PrefixStatusResult):
 		ev, r, err := events.DecodeStatusResult(h, body)
 		if err != nil {

@@ -418,7 +418,7 @@ func TestDemoOnce(t *testing.T) {
 	r := runCmd(t, "demo", "--once", "--listen", "127.0.0.1:0")
 	wantCode(t, r, 0)
 	wantContains(t, "demo", r.stdout,
-		"All 11 scripted steps got their expected outcome",
+		"All 13 scripted steps got their expected outcome", "rollout converged", "rollout degraded",
 		"unknown_environment", "environment_inactive", "invalid_data", "operator_rejected", "superseded",
 		"stream ls", "micro ls", "operator-bridge.environments", "deploy.result.>")
 	if strings.Contains(r.stdout, "NOT as expected") {
@@ -435,6 +435,7 @@ var contractVariables = []string{
 	"ENVIRONMENTS_FILE", "ENVIRONMENTS_BUCKET", "MANAGE_STREAMS",
 	"OPERATOR_TIMEOUT", "RETRY_WINDOW", "HEALTH_INTERVAL", "MAX_IN_FLIGHT", "HTTP_ADDR",
 	"LOG_LEVEL", "LOG_FORMAT", "INSTANCE", "REPLICAS",
+	"ROLLOUT_TIMEOUT", "ROLLOUT_POLL", "ROLLOUT_GRACE",
 }
 
 func TestHelp(t *testing.T) {
@@ -478,6 +479,8 @@ func TestBadConfiguration(t *testing.T) {
 		{"no replicas", map[string]string{"REPLICAS": "0"}, nil, "OPERATOR_BRIDGE_REPLICAS: 0 is not between 1 and 5"},
 		{"too many replicas", map[string]string{"REPLICAS": "7"}, nil, "OPERATOR_BRIDGE_REPLICAS: 7 is not between 1 and 5"},
 		{"negative timeout", map[string]string{"OPERATOR_TIMEOUT": "-1s"}, nil, "OPERATOR_TIMEOUT"},
+		{"zero rollout poll", map[string]string{"ROLLOUT_POLL": "0s"}, nil, "ROLLOUT_POLL"},
+		{"rollout grace", map[string]string{"ROLLOUT_GRACE": "a while"}, nil, "OPERATOR_BRIDGE_ROLLOUT_GRACE"},
 		{"operator url", map[string]string{"K8S_OPERATOR_URL": "ftp://nowhere"}, nil, "K8S_OPERATOR_URL"},
 		{"alias", map[string]string{"MASTER_OPERATOR_USE_MOCK": "perhaps"}, nil, "MASTER_OPERATOR_USE_MOCK"},
 		{"tls pair", map[string]string{"NATS_TLS_CERT": "/x.pem"}, nil, "NATS_TLS_KEY"},

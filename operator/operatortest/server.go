@@ -88,6 +88,8 @@ type Server struct {
 	Kind operator.Kind
 
 	ts      *httptest.Server
+	rollout Rollout          // how applies roll out (rollout.go); under mu
+	rolls   map[string]*roll // app -> its rollout under way; under mu
 	handler http.Handler
 	routes  operator.Routes
 	closing chan struct{}
@@ -246,8 +248,9 @@ func (s *Server) Applied(app string) []string {
 	return slices.Clone(s.applied[app])
 }
 
-// Status returns app's status after its last apply, and false if it was
-// never applied.
+// Status returns app's status as the server reports it now (its last
+// apply, as far as the Rollout has brought it), and false if it was never
+// applied.
 func (s *Server) Status(app string) (operator.Status, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -255,7 +258,7 @@ func (s *Server) Status(app string) (operator.Status, bool) {
 	if !ok {
 		return operator.Status{}, false
 	}
-	return clone(st), true
+	return s.observedLocked(app, st), true
 }
 
 func (s *Server) currentFault() Fault {
@@ -421,6 +424,7 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.fences[req.App] = max(s.fences[req.App], fencing.Fence)
+	s.startRollLocked(req.App, operator.MockStatus(req)) // rollout.go
 	s.state[req.App] = operator.MockStatus(req)
 	s.applied[req.App] = append(s.applied[req.App], req.Version)
 	rec.Accepted, rec.Decided = true, time.Now()
