@@ -224,7 +224,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	// progress until they finish, frees idle keys' order leases after their
 	// linger, and all of them once the work is done.
 	var keeper sync.WaitGroup
-	keepCtx, stopKeeper := context.WithCancel(work)
+	keepCtx, stopKeeper := context.WithCancel(context.WithoutCancel(ctx)) // not work: it must outlast the cancelled requests
 	keeper.Go(func() { b.progress.run(keepCtx, b.cfg.AckWait/3) })
 	// The sweeper frees idle keys' leases; a request that queues for a key
 	// while its lease is being freed is then run here.

@@ -149,14 +149,10 @@ func (b *Bridge) ordered(ctx context.Context, j *deployJob) (finding, time.Durat
 		j.waited = "the operator's open circuit"
 		return blocked, wait
 	}
-	when := env.Time
-	if when.IsZero() {
-		when = j.meta.Timestamp
-	}
 	// Only a first delivery that no replica forwarded is forwarded.
 	_, fwd := j.msg.(*forwarded)
 	mayForward := j.meta.NumDelivered == 1 && !fwd
-	t, err := b.order.Begin(ctx, j.key, ref{ID: env.ID, Time: when, Seq: j.meta.Sequence.Stream}, mayForward)
+	t, err := b.order.Begin(ctx, j.key, j.ref(), mayForward)
 	if err != nil || t.verdict != proceed {
 		b.circuits.Cancel(endpoint)
 	}
@@ -246,6 +242,16 @@ func (b *Bridge) ordered(ctx context.Context, j *deployJob) (finding, time.Durat
 	return retryable, 0
 }
 
+// ref is the request's place in its key's order: its CloudEvent time (the
+// time JetStream stored it when it has none), then its stream sequence.
+func (j *deployJob) ref() ref {
+	when := j.env.Time
+	if when.IsZero() {
+		when = j.meta.Timestamp
+	}
+	return ref{ID: j.env.ID, Time: when, Seq: j.meta.Sequence.Stream}
+}
+
 func appliedOrSent(applied bool) string {
 	if applied {
 		return "applied"
@@ -304,7 +310,7 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 		return
 	case nakWithDelay:
 		_ = j.msg.NakWithDelay(delay)
-		b.logDeploy(ctx, j, slog.LevelDebug, "retry", "delay", delay, "reason", j.res.Error.Message)
+		b.logDeploy(ctx, j, slog.LevelDebug, "retry", slog.Duration("delay", delay), slog.String("reason", j.res.Error.Message))
 		return
 	case failAfterWindow:
 		j.res.Outcome, j.res.Success = events.Failed, false
@@ -333,7 +339,7 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 		// then finds itself applied (or sent, and is sent again with the
 		// same fence, which operators take as a no-op).
 		_ = j.msg.NakWithDelay(retryBase)
-		b.logDeploy(ctx, j, slog.LevelWarn, "result not stored; will retry", "err", err)
+		b.logDeploy(ctx, j, slog.LevelWarn, "result not stored; will retry", slog.Any("err", err))
 		return
 	}
 	// Rollout tracking (issue 12): a request that an operator call applied
@@ -350,17 +356,22 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 	b.logDeploy(ctx, j, level, "deploy "+string(j.res.Outcome))
 }
 
-func (b *Bridge) logDeploy(ctx context.Context, j *deployJob, level slog.Level, msg string, args ...any) {
+// logDeploy writes the one line of a request's outcome. It is on the hot
+// path: typed attributes into a fixed array, no boxing of values.
+func (b *Bridge) logDeploy(ctx context.Context, j *deployJob, level slog.Level, msg string, extra ...slog.Attr) {
 	if !b.log.Enabled(ctx, level) {
 		return
 	}
-	attrs := []any{"environment", j.res.Environment, "app", j.res.App, "version", j.res.Version,
-		"id", j.env.ID, "outcome", j.res.Outcome, "attempts", j.res.Attempts,
-		"delivery", j.meta.NumDelivered, "duration", time.Since(j.start).Round(time.Microsecond)}
+	var buf [12]slog.Attr
+	attrs := append(buf[:0],
+		slog.String("environment", j.res.Environment), slog.String("app", j.res.App),
+		slog.String("version", j.res.Version), slog.String("id", j.env.ID),
+		slog.String("outcome", string(j.res.Outcome)), slog.Int("attempts", j.res.Attempts),
+		slog.Uint64("delivery", j.meta.NumDelivered), slog.Duration("duration", time.Since(j.start).Round(time.Microsecond)))
 	if j.res.Error != nil {
-		attrs = append(attrs, "code", j.res.Error.Code)
+		attrs = append(attrs, slog.String("code", string(j.res.Error.Code)))
 	}
-	b.log.Log(ctx, level, msg, append(attrs, args...)...)
+	b.log.LogAttrs(ctx, level, msg, append(attrs, extra...)...)
 }
 
 // reject fills res for a request that no operator will see.

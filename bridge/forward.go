@@ -68,7 +68,7 @@ func (b *Bridge) forward(ctx context.Context, j *deployJob, subject string) {
 			// the ordinary way.
 			b.order.forgetKey(j.key)
 			_ = j.msg.NakWithDelay(retryBase)
-			b.logDeploy(ctx, j, slog.LevelInfo, "forward failed; will retry", "to", subject, "err", err)
+			b.logDeploy(ctx, j, slog.LevelInfo, "forward failed; will retry", slog.String("to", subject), slog.Any("err", err))
 			return
 		}
 		settleAs(j.msg, string(resp.Data))

@@ -1,6 +1,10 @@
 package bridge
 
-import "sync"
+import (
+	"slices"
+	"sort"
+	"sync"
+)
 
 // keyQueues runs the requests of one environment and app one at a time
 // inside this process. The first request of an idle key owns it and runs on
@@ -17,7 +21,7 @@ type keyQueues struct {
 }
 
 type keyQueue struct {
-	jobs []*deployJob // FIFO; the owner is not in it
+	jobs []*deployJob // in the key's order (deployJob.ref); the owner is not in it
 }
 
 // entry is what enter did with a request.
@@ -45,7 +49,11 @@ func (k *keyQueues) enter(key string, j *deployJob) entry {
 	if len(q.jobs) >= k.perKey || k.waiting >= k.total {
 		return full
 	}
-	q.jobs = append(q.jobs, j)
+	// In the key's order, not in arrival order: workers pick messages up in
+	// any order, and an older request queued behind a newer one would only
+	// be superseded.
+	i := sort.Search(len(q.jobs), func(i int) bool { return j.ref().before(q.jobs[i].ref()) })
+	q.jobs = slices.Insert(q.jobs, i, j)
 	k.waiting++
 	return queued
 }

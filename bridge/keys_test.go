@@ -1,10 +1,19 @@
 package bridge
 
-import "testing"
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
 
 func TestKeyQueues(t *testing.T) {
 	k := newKeyQueues(2, 3)
-	j := func() *deployJob { return &deployJob{} }
+	seq := uint64(0)
+	j := func() *deployJob {
+		seq++
+		return &deployJob{meta: &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: seq}, Timestamp: time.Unix(0, 0)}}
+	}
 	if got := k.enter("a", j()); got != owns {
 		t.Fatalf("first request of an idle key: %v, want owns", got)
 	}
@@ -46,5 +55,26 @@ func TestKeyQueues(t *testing.T) {
 	}
 	if got := k.Waiting(); got != 1 {
 		t.Fatalf("Waiting() = %d, want 1 (b's)", got)
+	}
+}
+
+// A key's queue runs its requests in the key's order, whatever order the
+// workers brought them in.
+func TestKeyQueueKeepsTheKeysOrder(t *testing.T) {
+	k := newKeyQueues(8, 8)
+	at := func(sec int64, seq uint64) *deployJob {
+		return &deployJob{meta: &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: seq}, Timestamp: time.Unix(sec, 0)}}
+	}
+	k.enter("a", at(0, 1))
+	late, early, same := at(30, 4), at(10, 2), at(10, 3)
+	for _, j := range []*deployJob{late, same, early} {
+		if k.enter("a", j) != queued {
+			t.Fatal("did not queue")
+		}
+	}
+	for i, want := range []*deployJob{early, same, late} {
+		if got := k.next("a"); got != want {
+			t.Fatalf("next #%d = %v, want %v", i, got.meta, want.meta)
+		}
 	}
 }

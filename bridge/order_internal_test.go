@@ -1,35 +1,22 @@
 package bridge
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/boreas/operator-bridge/events"
-	"github.com/boreas/operator-bridge/natsembed"
+	"github.com/boreas/operator-bridge/natsembed/natsembedtest"
 )
 
 func orderBucket(t *testing.T) jetstream.KeyValue {
 	t.Helper()
-	s, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Stop)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natsembedtest.Connect(t, natsembedtest.Start(t).ClientURL())
 	kv, err := js.CreateKeyValue(t.Context(), OrderBucketConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -334,17 +321,7 @@ func TestOrderKeyEscapesDots(t *testing.T) {
 // outcome together), "lone" for a key seen once (Begin, then the write that
 // frees its lease: two writes).
 func BenchmarkOrderStep(b *testing.B) {
-	s, err := natsembed.Start(natsembed.Config{StoreDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Stop()
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, js := natsembedtest.Connect(b, natsembedtest.Start(b).ClientURL())
 	kv, err := js.CreateKeyValue(b.Context(), OrderBucketConfig())
 	if err != nil {
 		b.Fatal(err)
@@ -405,5 +382,26 @@ func TestOrderHandsHeldKeysToTheirHolder(t *testing.T) {
 	if tk, err := a.Begin(t.Context(), key, refAt(2), false); err != nil || tk.verdict != wait {
 		// b asked for the key above, so a lets it go first.
 		t.Fatalf("a.Begin(r2) after b asked = %+v, %v", tk, err)
+	}
+}
+
+// Start-up calls that time out (a cluster electing a leader) are tried
+// again; any other error is final at once.
+func TestSettingUpRetriesTimeoutsOnly(t *testing.T) {
+	calls := 0
+	err := settingUp(t.Context(), func(context.Context) error {
+		calls++
+		if calls == 1 {
+			return context.DeadlineExceeded
+		}
+		return nil
+	})
+	if err != nil || calls != 2 {
+		t.Fatalf("after one timeout: %v, %d calls", err, calls)
+	}
+	calls = 0
+	denied := errors.New("nats: permissions violation")
+	if err := settingUp(t.Context(), func(context.Context) error { calls++; return denied }); !errors.Is(err, denied) || calls != 1 {
+		t.Fatalf("a refusal: %v after %d calls, want it at once", err, calls)
 	}
 }

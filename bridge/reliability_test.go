@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/boreas/operator-bridge/bridge"
 	"github.com/boreas/operator-bridge/events"
@@ -272,5 +273,70 @@ func TestRequestOfAHeldKeyIsHandedToItsHolder(t *testing.T) {
 	}
 	if got := w.storedResults()[id]; len(got) != 0 {
 		t.Fatalf("the delivering replica stored a result of its own: %+v", got)
+	}
+}
+
+// A request that outlasts the shutdown grace (its operator hangs) is
+// cancelled, and the replica still frees its order lease: the next replica
+// need not wait it out.
+func TestLeaseFreedAfterTheGrace(t *testing.T) {
+	w := newWorld(t)
+	w.k8s.SetFault(operatortest.Fault{Hang: true})
+	r := w.startBridge(func(o *bridgeOpts) {
+		o.cfg.OperatorTimeout = 10 * time.Second
+		o.cfg.ShutdownGrace = time.Second
+	})
+	w.deploy("env-k8s", events.DeployRequest{App: "hung", Version: "v1"})
+	kv, err := w.js.KeyValue(t.Context(), bridge.OrderBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.eventually(10*time.Second, "the lease taken", func() bool {
+		e, err := kv.Get(t.Context(), "env-k8s.hung")
+		return err == nil && strings.Contains(string(e.Value()), `"lease"`)
+	})
+	start := time.Now()
+	r.stop(t)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Logf("stopped in %v", d) // a figure for the log, not an assertion
+	}
+	e, err := kv.Get(t.Context(), "env-k8s.hung")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(e.Value()), `"lease"`) {
+		t.Fatalf("lease left after shutdown: %s", e.Value())
+	}
+}
+
+// A request waiting in its key's queue longer than the ack wait is kept in
+// progress: JetStream never delivers it again while the bridge holds it.
+func TestQueuedRequestIsNotRedelivered(t *testing.T) {
+	w := newWorld(t)
+	w.k8s.SetFault(operatortest.Fault{Latency: 300 * time.Millisecond})
+	reg := prometheus.NewRegistry()
+	w.startBridge(func(o *bridgeOpts) {
+		o.cfg.AckWait = time.Second
+		o.cfg.OperatorTimeout = 2 * time.Second
+		o.cfg.RetryWindow = time.Minute
+		o.cfg.Registerer = reg
+	})
+	base := time.Now().Add(-time.Minute)
+	var ids []string
+	for i := range 8 { // the last waits over 2 s behind the others
+		ids = append(ids, w.deploy("env-k8s", events.DeployRequest{App: "queued", Version: fmt.Sprintf("v%d", i)},
+			events.WithTime(base.Add(time.Duration(i)*time.Millisecond))))
+	}
+	w.exactlyOneResultEach(ids)
+	t.Logf("applied %v; last result after %v", w.k8s.Applied("queued"), w.result(ids[len(ids)-1]).DurationMS)
+	// The counter has a series only once something was delivered again.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "operator_bridge_redeliveries_total" {
+			t.Fatalf("requests the bridge held were delivered again: %v", mf.GetMetric())
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/boreas/operator-bridge/bridge"
 	"github.com/boreas/operator-bridge/events"
+	"github.com/boreas/operator-bridge/natsembed/natsembedtest"
 )
 
 // startCluster starts a 3-node JetStream cluster in the process, routes on
@@ -96,15 +97,7 @@ func replicasOf(t *testing.T, js jetstream.JetStream) map[string]int {
 
 func TestReplicasOnACluster(t *testing.T) {
 	url := startCluster(t)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natsembedtest.Connect(t, url)
 	run := func(replicas int) {
 		t.Helper()
 		f, err := newFactory(t)

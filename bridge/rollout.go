@@ -195,7 +195,7 @@ func newRollouts(b *Bridge) *rollouts {
 // setup creates the rollouts bucket (the bridge's own state, whatever
 // MANAGE_STREAMS says) and finds the order bucket.
 func (r *rollouts) setup(ctx context.Context) error {
-	kv, err := r.b.js.CreateOrUpdateKeyValue(ctx, r.b.keepReplicas(ctx, RolloutBucketConfig()))
+	kv, err := r.b.bucket(ctx, RolloutBucketConfig())
 	if err != nil {
 		return fmt.Errorf("key-value bucket %s: %w", RolloutBucket, err)
 	}

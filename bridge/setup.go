@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/boreas/operator-bridge/events"
@@ -77,11 +78,19 @@ func (b *Bridge) setupStreams(ctx context.Context) error {
 		if !b.cfg.ExternalStreams {
 			// An update keeps the replica count the operators chose (say 3 on
 			// a cluster); the contract's definition leaves it open.
-			sc.Replicas = b.cfg.Replicas
-			if s, err := b.js.Stream(ctx, sc.Name); err == nil {
-				sc.Replicas = s.CachedInfo().Config.Replicas
-			}
-			if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
+			err := settingUp(ctx, func(ctx context.Context) error {
+				sc.Replicas = b.cfg.Replicas
+				s, err := b.js.Stream(ctx, sc.Name)
+				switch {
+				case err == nil:
+					sc.Replicas = s.CachedInfo().Config.Replicas
+				case !errors.Is(err, jetstream.ErrStreamNotFound):
+					return err // never guess: a guess could scale it down
+				}
+				_, err = b.js.CreateOrUpdateStream(ctx, sc)
+				return err
+			})
+			if err != nil {
 				return fmt.Errorf("stream %s: %w", sc.Name, err)
 			}
 			continue
@@ -96,7 +105,7 @@ func (b *Bridge) setupStreams(ctx context.Context) error {
 	if name := b.cfg.EnvironmentsBucket; name != "" {
 		var err error
 		if !b.cfg.ExternalStreams {
-			b.envKV, err = b.js.CreateOrUpdateKeyValue(ctx, b.keepReplicas(ctx, EnvironmentsBucketConfig(name)))
+			b.envKV, err = b.bucket(ctx, EnvironmentsBucketConfig(name))
 		} else {
 			b.envKV, err = b.js.KeyValue(ctx, name)
 			if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -108,7 +117,7 @@ func (b *Bridge) setupStreams(ctx context.Context) error {
 		}
 	}
 	// The order state is the bridge's own, created whatever MANAGE_STREAMS says.
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, b.keepReplicas(ctx, OrderBucketConfig()))
+	kv, err := b.bucket(ctx, OrderBucketConfig())
 	if err != nil {
 		return fmt.Errorf("key-value bucket %s: %w", OrderBucket, err)
 	}
@@ -117,18 +126,61 @@ func (b *Bridge) setupStreams(ctx context.Context) error {
 	return nil
 }
 
-// keepReplicas gives cfg the replica count of the bucket if it exists, so
-// that starting the bridge never scales a bucket, and Config.Replicas if not.
-func (b *Bridge) keepReplicas(ctx context.Context, cfg jetstream.KeyValueConfig) jetstream.KeyValueConfig {
-	cfg.Replicas = b.cfg.Replicas
-	if kv, err := b.js.KeyValue(ctx, cfg.Bucket); err == nil {
-		if st, err := kv.Status(ctx); err == nil {
+// bucket creates or updates the key-value bucket of cfg with the replica
+// count it has if it exists, so that starting the bridge never scales a
+// bucket, and Config.Replicas if not.
+func (b *Bridge) bucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	var kv jetstream.KeyValue
+	err := settingUp(ctx, func(ctx context.Context) error {
+		cfg.Replicas = b.cfg.Replicas
+		existing, err := b.js.KeyValue(ctx, cfg.Bucket)
+		switch {
+		case err == nil:
+			st, err := existing.Status(ctx)
+			if err != nil {
+				return err
+			}
 			if s, ok := st.(*jetstream.KeyValueBucketStatus); ok {
 				cfg.Replicas = s.StreamInfo().Config.Replicas
 			}
+		case !errors.Is(err, jetstream.ErrBucketNotFound):
+			return err // never guess: a guess could scale it down
+		}
+		kv, err = b.js.CreateOrUpdateKeyValue(ctx, cfg)
+		return err
+	})
+	return kv, err
+}
+
+// Start-up calls to JetStream that time out (a cluster electing a leader, a
+// busy machine) are tried again, setupTries times in all, each try bounded
+// by setupTimeout.
+const (
+	setupTries   = 5
+	setupTimeout = 10 * time.Second
+)
+
+// settingUp runs fn, trying it again while it times out.
+func settingUp(ctx context.Context, fn func(context.Context) error) error {
+	var err error
+	for try := range setupTries {
+		if try > 0 && !sleep(ctx, time.Duration(try)*time.Second) {
+			return errors.Join(err, ctx.Err())
+		}
+		tctx, cancel := context.WithTimeout(ctx, setupTimeout)
+		err = fn(tctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !transient(err) {
+			return err
 		}
 	}
-	return cfg
+	return err
+}
+
+// transient reports whether err says JetStream did not answer in time.
+func transient(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 func (b *Bridge) ensureConsumer(ctx context.Context, stream string) (jetstream.Consumer, error) {

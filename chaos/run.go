@@ -334,7 +334,7 @@ func createR3(ctx context.Context, js jetstream.JetStream, c *Cluster) error {
 			return fmt.Errorf("stream %s: %w", sc.Name, err)
 		}
 	}
-	for _, kc := range []jetstream.KeyValueConfig{bridge.OrderBucketConfig(), bridge.EnvironmentsBucketConfig("environments")} {
+	for _, kc := range []jetstream.KeyValueConfig{bridge.OrderBucketConfig(), bridge.EnvironmentsBucketConfig("environments"), bridge.RolloutBucketConfig()} {
 		kc.Replicas = 3
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {
 			return fmt.Errorf("bucket %s: %w", kc.Bucket, err)

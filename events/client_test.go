@@ -14,18 +14,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
-	"github.com/boreas/operator-bridge/natsembed"
+	"github.com/boreas/operator-bridge/natsembed/natsembedtest"
 )
 
 // startJetStream starts an in-process JetStream server with the contract's
 // streams and returns its URL.
 func startJetStream(t *testing.T) string {
 	t.Helper()
-	s, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Stop)
+	s := natsembedtest.Start(t)
 	_, js := connect(t, s.ClientURL())
 	for _, cfg := range StreamConfigs() {
 		if _, err := js.CreateOrUpdateStream(t.Context(), cfg); err != nil {
@@ -37,16 +33,7 @@ func startJetStream(t *testing.T) string {
 
 func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
+	return natsembedtest.Connect(t, url)
 }
 
 func newClient(t *testing.T, url string, opts ...ClientOption) *Client {

@@ -67,45 +67,12 @@ func ExampleError() {
 // The README's example of master-service's side, against a bridge with the
 // mock operator on an embedded NATS server.
 func ExampleClient() {
-	dir, err := os.MkdirTemp("", "events-example")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(dir)
-	ns, err := natsembed.Start(natsembed.Config{StoreDir: dir})
-	if err != nil {
-		panic(err)
-	}
-	defer ns.Stop()
-	envFile := filepath.Join(dir, "envs.yaml")
-	if err := os.WriteFile(envFile, []byte("[{id: env-001, type: mock}]"), 0o600); err != nil {
-		panic(err)
-	}
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		panic(err)
-	}
-	defer nc.Close()
-	factory, err := operator.NewFactory(operator.DefaultSettings())
-	if err != nil {
-		panic(err)
-	}
-	b, err := bridge.New(nc, factory, bridge.Config{EnvironmentsFile: envFile})
-	if err != nil {
-		panic(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	for !b.Ready() {
-		time.Sleep(10 * time.Millisecond)
-	}
+	url, stop := mockBridge()
+	defer stop()
 
-	if err := publishDeploys(context.Background(), ns.ClientURL()); err != nil {
+	if err := publishDeploys(context.Background(), url); err != nil {
 		fmt.Println(err)
 	}
-	stop()
-	<-done
 	// Output:
 	// succeeded applied v1.2.3 to my-app
 	// my-app v1.2.3 100% health 100
@@ -178,4 +145,47 @@ func publishDeploys(ctx context.Context, url string) error {
 		}
 	}
 	return nil
+}
+
+// mockBridge runs a bridge whose one environment, env-001, uses the mock
+// operator, on an embedded NATS server; it returns the server's URL and a
+// func that stops both.
+func mockBridge() (url string, stop func()) {
+	dir, err := os.MkdirTemp("", "events-example")
+	if err != nil {
+		panic(err)
+	}
+	ns, err := natsembed.Start(natsembed.Config{StoreDir: dir})
+	if err != nil {
+		panic(err)
+	}
+	envFile := filepath.Join(dir, "envs.yaml")
+	if err := os.WriteFile(envFile, []byte("[{id: env-001, type: mock}]"), 0o600); err != nil {
+		panic(err)
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		panic(err)
+	}
+	factory, err := operator.NewFactory(operator.DefaultSettings())
+	if err != nil {
+		panic(err)
+	}
+	b, err := bridge.New(nc, factory, bridge.Config{EnvironmentsFile: envFile})
+	if err != nil {
+		panic(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	for !b.Ready() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return ns.ClientURL(), func() {
+		cancel()
+		<-done
+		nc.Close()
+		ns.Stop()
+		os.RemoveAll(dir)
+	}
 }

@@ -3,56 +3,24 @@ package events_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/boreas/operator-bridge/bridge"
 	"github.com/boreas/operator-bridge/events"
-	"github.com/boreas/operator-bridge/natsembed"
-	"github.com/boreas/operator-bridge/operator"
 )
 
 // Deploy, then wait until the rollout has converged (or degraded, timed
 // out, or was superseded), against a bridge with the mock operator, which
 // reports the target at once.
 func ExampleClient_WaitRollout() {
-	dir, err := os.MkdirTemp("", "events-example")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(dir)
-	ns, err := natsembed.Start(natsembed.Config{StoreDir: dir})
-	if err != nil {
-		panic(err)
-	}
-	defer ns.Stop()
-	envFile := filepath.Join(dir, "envs.yaml")
-	if err := os.WriteFile(envFile, []byte("[{id: env-001, type: mock}]"), 0o600); err != nil {
-		panic(err)
-	}
-	nc, err := nats.Connect(ns.ClientURL())
+	url, stop := mockBridge()
+	defer stop()
+	nc, err := nats.Connect(url)
 	if err != nil {
 		panic(err)
 	}
 	defer nc.Close()
-	factory, err := operator.NewFactory(operator.DefaultSettings())
-	if err != nil {
-		panic(err)
-	}
-	b, err := bridge.New(nc, factory, bridge.Config{EnvironmentsFile: envFile})
-	if err != nil {
-		panic(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	defer func() { stop(); <-done }()
-	for !b.Ready() {
-		time.Sleep(10 * time.Millisecond)
-	}
 
 	client, err := events.NewClient(nc, events.WithSource("/master-service/eu-1"))
 	if err != nil {

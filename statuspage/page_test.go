@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -20,27 +19,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/boreas/operator-bridge/events"
-	"github.com/boreas/operator-bridge/natsembed"
+	"github.com/boreas/operator-bridge/natsembed/natsembedtest"
 	"github.com/boreas/operator-bridge/statuspage"
 )
 
 // js is a real JetStream with the contract's streams.
 func newJetStream(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	srv, err := natsembed.Start(natsembed.Config{StoreDir: filepath.Join(t.TempDir(), "js")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natsembedtest.Connect(t, natsembedtest.Start(t).ClientURL())
 	for _, cfg := range events.StreamConfigs() {
 		if _, err := js.CreateOrUpdateStream(t.Context(), cfg); err != nil {
 			t.Fatal(err)
@@ -546,20 +532,7 @@ func TestNewNeedsJetStream(t *testing.T) {
 // TestStreamsCreatedLater: a page started before the streams exist follows
 // them once they do.
 func TestStreamsCreatedLater(t *testing.T) {
-	srv, err := natsembed.Start(natsembed.Config{StoreDir: filepath.Join(t.TempDir(), "js")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natsembedtest.Connect(t, natsembedtest.Start(t).ClientURL())
 	page := startPage(t, statuspage.Config{JetStream: js, RetryDelay: 20 * time.Millisecond})
 	if _, body := get(t, page.URL+"/"); !strings.Contains(body, "reading history") {
 		t.Fatal("without streams, the page does not say it is still reading")

@@ -14,10 +14,9 @@ import (
 	"github.com/boreas/operator-bridge/events"
 )
 
-// bridgeClient is what the client commands and the demo use to speak the
-// contract: the events package's Client, plus the connection and JetStream
-// for what the Client does not do (bench's async publishing, the demo's
-// status queries on the stream).
+// bridgeClient is what the client commands use to speak the contract: the
+// events package's Client, plus the connection and JetStream for what the
+// Client does not do (bench's async publishing, deploy's stored place).
 type bridgeClient struct {
 	*events.Client
 	nc     *nats.Conn
