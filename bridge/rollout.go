@@ -18,7 +18,7 @@ import (
 	"github.com/boreas/operator-bridge/operator"
 )
 
-// Rollout tracking (contract §3, io.boreas.deploy.progress.v1). After a
+// Rollout tracking (io.boreas.deploy.progress.v1, docs/rollouts.md). After a
 // deploy request was applied and its result stored, the bridge follows the
 // app's status on its operator until the rollout converges, degrades, times
 // out or is superseded, and publishes deploy.progress.<env> events on the

@@ -12,10 +12,10 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Phase is the phase of a rollout in a progress event (contract §3).
+// Phase is the phase of a rollout in a progress event (docs/contract.md, Deploy progress).
 type Phase string
 
-// The phases of contract §3. Every phase but PhaseProgressing is final.
+// The phases of docs/contract.md. Every phase but PhaseProgressing is final.
 const (
 	PhaseProgressing Phase = "progressing"
 	PhaseConverged   Phase = "converged"

@@ -46,7 +46,7 @@ func TestEveryVariableDocumented(t *testing.T) {
 	slices.Sort(vars)
 	vars = slices.Compact(vars)
 	// The scan must find what is known to be there, or it checks nothing.
-	for _, known := range []string{envPrefix + "NATS_URL", envPrefix + "OPERATOR_TOKEN", "MASTER_OPERATOR_USE_MOCK"} {
+	for _, known := range []string{envPrefix + "NATS_URL", envPrefix + "OPERATOR_TOKEN", envPrefix + "CONFIG", "MASTER_OPERATOR_USE_MOCK"} {
 		if !slices.Contains(vars, known) {
 			t.Fatalf("the scan found %v, without %s", vars, known)
 		}
@@ -76,10 +76,14 @@ func TestVariablesIn(t *testing.T) {
 			[]string{"OPERATOR_BRIDGE_A", "OPERATOR_BRIDGE_B_C"}},
 		{"env tags", "package p\ntype c struct {\n\tA string `env:\"OPERATOR_BRIDGE_A\" file:\"a.b\"`\n}\n",
 			[]string{"OPERATOR_BRIDGE_A"}},
+		{"alias tags", "package p\ntype c struct {\n\tA string `env:\"OPERATOR_BRIDGE_A\" alias:\"MASTER_OPERATOR_A\"`\n}\n",
+			[]string{"MASTER_OPERATOR_A", "OPERATOR_BRIDGE_A"}},
 		{"settings tags get the prefix", "package p\ntype s struct {\n\tURL string `envconfig:\"K8S_OPERATOR_URL\"`\n\tD int `json:\"d\"`\n}\n",
 			[]string{"OPERATOR_BRIDGE_K8S_OPERATOR_URL"}},
 		{"aliases are string literals", "package p\nvar v = []string{\"MASTER_OPERATOR_USE_MOCK\", \"OTHER\"}\n",
 			[]string{"MASTER_OPERATOR_USE_MOCK"}},
+		{"names made from envPrefix", "package p\nconst c = envPrefix + \"CONFIG\"\nvar m = \"x ($\" + envPrefix + \"NATS_URL)\"\nvar p = envPrefix + \"NATS_\"\n",
+			[]string{"OPERATOR_BRIDGE_CONFIG"}},
 		{"comments are not code", "package p\n// envconfig:\"OPERATOR_BRIDGE_OLD\" MASTER_OPERATOR_OLD\ntype c struct{}\n", nil},
 	}
 	for _, tt := range tests {
@@ -124,8 +128,9 @@ func TestMissingVariables(t *testing.T) {
 // variablesIn returns the configuration variables a Go source file names:
 // the values of its env (serveConfig) and envconfig (operator.Settings)
 // struct tags (OPERATOR_BRIDGE_ added where a tag lacks it, as
-// operator.LoadSettings does) and its string constants
-// that are MASTER_OPERATOR_ aliases, sorted.
+// operator.LoadSettings does), of its alias tags, the names it makes as
+// envPrefix + "NAME", and its string constants that are MASTER_OPERATOR_
+// aliases, sorted.
 func variablesIn(name string, src []byte) ([]string, error) {
 	f, err := parser.ParseFile(token.NewFileSet(), name, src, parser.SkipObjectResolution)
 	if err != nil {
@@ -133,6 +138,17 @@ func variablesIn(name string, src []byte) ([]string, error) {
 	}
 	var vars []string
 	ast.Inspect(f, func(n ast.Node) bool {
+		if b, ok := n.(*ast.BinaryExpr); ok && b.Op == token.ADD {
+			// envPrefix + "NAME": a variable read or named directly.
+			x, isIdent := b.X.(*ast.Ident)
+			y, isLit := b.Y.(*ast.BasicLit)
+			if isIdent && x.Name == "envPrefix" && isLit && y.Kind == token.STRING {
+				if name, err := strconv.Unquote(y.Value); err == nil && variableName.MatchString(name) && !strings.HasSuffix(name, "_") {
+					vars = append(vars, envPrefix+name)
+				}
+			}
+			return true
+		}
 		lit, ok := n.(*ast.BasicLit)
 		if !ok || lit.Kind != token.STRING {
 			return true
@@ -151,6 +167,9 @@ func variablesIn(name string, src []byte) ([]string, error) {
 				v = envPrefix + v
 			}
 			vars = append(vars, v)
+			if a := tag.Get("alias"); a != "" {
+				vars = append(vars, a)
+			}
 		} else if strings.HasPrefix(s, "MASTER_OPERATOR_") && variableName.MatchString(s) {
 			vars = append(vars, s)
 		}
