@@ -2,11 +2,18 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/boreas/operator-bridge/events"
+	"github.com/boreas/operator-bridge/operator"
+	"github.com/boreas/operator-bridge/operator/operatortest"
 )
 
 func TestBenchRealisticMix(t *testing.T) {
@@ -66,5 +73,38 @@ func TestProcUsageReadsThisProcess(t *testing.T) {
 	u := w.usage(10)
 	if len(u) != 1 || u[0].CPUS <= 0 || u[0].CPUPerRequestUS <= 0 || u[0].PeakRSSMiB <= 0 {
 		t.Fatalf("usage %+v", u)
+	}
+}
+
+func TestFakeOperatorCountsCalls(t *testing.T) {
+	srv := operatortest.NewUnstartedServer(operator.Physical)
+	ts := httptest.NewServer(countCalls(srv.Handler(), operator.Physical))
+	defer ts.Close()
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/api/deploy", `{"app":"a","version":"v1"}`},
+		{"POST", "/api/deploy", `{"app":"a","version":"v2"}`},
+		{"GET", "/api/app/a", ""},
+		{"GET", "/health", ""},
+		{"GET", "/nowhere", ""},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), c.method, ts.URL+c.path, strings.NewReader(c.body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := http.Get(ts.URL + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got map[string]int
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"apply": 2, "status": 1, "health": 1, "other": 1}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("/stats (-want +got):\n%s", diff)
 	}
 }

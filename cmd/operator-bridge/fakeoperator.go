@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/boreas/operator-bridge/operator"
@@ -18,7 +19,8 @@ const fakeOperatorUsage = `Usage: operator-bridge fake-operator --kind kubernete
 
 Runs a fake Kubernetes or physical-machine operator (the HTTP API of contract
 §5) that keeps the applied deployments in memory, logs each request to
-stderr and misbehaves on request. It stops on SIGINT or SIGTERM.
+stderr and misbehaves on request. It stops on SIGINT or SIGTERM. GET /stats
+answers the calls counted so far, as JSON ({"apply": N, "status": N, ...}).
 `
 
 func runFakeOperator(ctx context.Context, c *cli, args []string) error {
@@ -53,7 +55,7 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return withCode(exitFailed, fmt.Errorf("fake-operator: %w", err))
 	}
-	hs := &http.Server{Handler: logRequests(srv.Handler(), log), ReadHeaderTimeout: 5 * time.Second}
+	hs := &http.Server{Handler: countCalls(logRequests(srv.Handler(), log), kind), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1) // Serve's one result
 	go func() { served <- hs.Serve(ln) }()
 	log.Info("fake operator listening", "kind", kind.String(), "url", "http://"+ln.Addr().String(), "faults", describeFault(f))
@@ -116,5 +118,29 @@ func logRequests(h http.Handler, log *slog.Logger) http.Handler {
 		h.ServeHTTP(rec, r)
 		log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.code,
 			"duration", time.Since(start).Round(time.Microsecond))
+	})
+}
+
+// countCalls counts the calls h gets by endpoint and serves the counts on
+// GET /stats (for make bench: how many operator calls each side made).
+func countCalls(h http.Handler, kind operator.Kind) http.Handler {
+	routes, _ := operator.RoutesFor(kind)
+	var apply, status, health, other atomic.Int64
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case p == "/stats" && r.Method == http.MethodGet:
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"apply":%d,"status":%d,"health":%d,"other":%d}`+"\n", apply.Load(), status.Load(), health.Load(), other.Load())
+			return
+		case p == routes.Apply:
+			apply.Add(1)
+		case strings.HasPrefix(p, routes.Status):
+			status.Add(1)
+		case p == routes.Health:
+			health.Add(1)
+		default:
+			other.Add(1)
+		}
+		h.ServeHTTP(w, r)
 	})
 }
