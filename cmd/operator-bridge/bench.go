@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/boreas/operator-bridge/bench/mix"
 	"github.com/boreas/operator-bridge/bridge"
 	"github.com/boreas/operator-bridge/events"
 )
@@ -131,7 +132,7 @@ func runBench(ctx context.Context, c *cli, args []string) error {
 		return usageError("bench: --dup-wait must not be negative")
 	case bc.mix != "realistic" && bc.mix != "simple":
 		return usageError("bench: --mix %q: want realistic or simple", bc.mix)
-	case !events.ValidEnvironmentID(envName(bc.prefix, bc.envs-1)):
+	case !events.ValidEnvironmentID(mix.Names(bc.prefix, bc.envs)[bc.envs-1]):
 		return usageError("bench: --env-prefix %q makes invalid environment IDs", bc.prefix)
 	}
 	for f := range strings.FieldsFuncSeq(*pids, func(r rune) bool { return r == ',' || r == ' ' }) {
@@ -177,8 +178,6 @@ func runBench(ctx context.Context, c *cli, args []string) error {
 	}
 	return nil
 }
-
-func envName(prefix string, i int) string { return fmt.Sprintf("%s%03d", prefix, i) }
 
 // benchRun is the state of one bench run, shared by the publisher and the
 // result reader.
@@ -282,9 +281,10 @@ func bench(ctx context.Context, nc *nats.Conn, cfg benchConfig, progressOut io.W
 	if err != nil {
 		return benchSummary{}, err
 	}
-	mix := newBenchMix(cfg, time.Now())
+	envs := mix.Names(cfg.prefix, cfg.envs)
+	traffic := mix.New(envs, mix.Names("app-", cfg.apps), cfg.mix == "realistic", time.Now())
 	if cfg.setup {
-		if err := benchSetup(ctx, js, client, cfg.bucket, mix.envs); err != nil {
+		if err := benchSetup(ctx, js, client, cfg.bucket, envs); err != nil {
 			return benchSummary{}, err
 		}
 	}
@@ -342,7 +342,7 @@ publish:
 		case <-ctx.Done():
 			break publish
 		}
-		env, req := mix.request(i)
+		env, req := traffic.Request(i)
 		msg, _, err := events.NewDeployRequest(source, env, req,
 			events.WithID(fmt.Sprintf("%s-%d", run.runID, i)), events.WithTime(time.Now()))
 		if err != nil {
@@ -402,49 +402,6 @@ func bridgeAckWait(ctx context.Context, js jetstream.JetStream) time.Duration {
 	}
 	return defaultAckWait
 }
-
-// benchMix makes the deploy requests of a run.
-type benchMix struct {
-	realistic bool
-	envs      []string
-	apps      []string
-	base      int64 // the run's start: versions keep rising from run to run
-	sent      []int // requests so far, per environment and app
-}
-
-func newBenchMix(cfg benchConfig, start time.Time) *benchMix {
-	m := &benchMix{realistic: cfg.mix == "realistic", envs: make([]string, cfg.envs), apps: make([]string, cfg.apps),
-		base: start.Unix(), sent: make([]int, cfg.envs*cfg.apps)}
-	for i := range m.envs {
-		m.envs[i] = envName(cfg.prefix, i)
-	}
-	for i := range m.apps {
-		m.apps[i] = fmt.Sprintf("app-%03d", i)
-	}
-	return m
-}
-
-// request returns the environment and data of the run's i-th request.
-func (m *benchMix) request(i int) (string, events.DeployRequest) {
-	if !m.realistic {
-		return m.envs[i%len(m.envs)], events.DeployRequest{App: m.apps[(i/len(m.envs))%len(m.apps)], Version: fmt.Sprintf("v0.0.%d", i)}
-	}
-	a, e := i%len(m.apps), (i/len(m.apps))%len(m.envs)
-	key := e*len(m.apps) + a
-	n := m.sent[key]
-	m.sent[key]++
-	app, version := m.apps[a], m.version(n+1)
-	req := events.DeployRequest{App: app, Version: version}
-	if i%2 == 1 {
-		req.Deployments = []events.Deployment{
-			{Version: version, Percent: 0.1, Package: json.RawMessage(`{"type":"docker","image":"registry.local/` + app + ":" + version + `"}`)},
-			{Version: m.version(n), Percent: 0.9},
-		}
-	}
-	return m.envs[e], req
-}
-
-func (m *benchMix) version(n int) string { return fmt.Sprintf("1.%d.%d", m.base, n) }
 
 // benchSetup registers envs as mock environments and waits until the bridge
 // lists them.
