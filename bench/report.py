@@ -215,7 +215,7 @@ def report(work, out, last, replica_runs, load_note, knobs):
            "| run | bare loop req/s | bridge req/s | bare loop CPU | bridge CPU | bare loop p99 | bridge p99 | bridge superseded |",
            "|---|---|---|---|---|---|---|---|"]
     for r in range(1, last + 1):
-        g = lambda s, k, f: fmt(val(s, r, k, f))
+        g = lambda s, k, f: fmt(val(s, r, k, f), "req/s" if f is tput else "µs")
         md.append(f"| {r}{' (fresh)' if r == 1 else ''} | {g('baseline', 'tput', tput)} | {g('bridge', 'tput', tput)} | "
                   f"{g('baseline', 'tput', cpu_p)} / {g('baseline', 'tput', cpu_s)} | {g('bridge', 'tput', cpu_p)} / {g('bridge', 'tput', cpu_s)} | "
                   f"{g('baseline', 'rate', p99)} | {g('bridge', 'rate', p99)} | "
