@@ -191,6 +191,7 @@ type benchRun struct {
 
 	published, pubErrors, results, dups atomic.Int64
 	lastResult                          atomic.Int64 // unix ns
+	dupWatchEnd                         atomic.Int64 // unix ns: the end of the watch for duplicates, once it began
 	allDone                             chan struct{}
 	doneOnce                            sync.Once
 	want                                atomic.Int64 // results to wait for (published ok, once publishing ends; else -1)
@@ -371,6 +372,7 @@ publish:
 	select {
 	case <-run.allDone:
 		procs.stop()
+		run.dupWatchEnd.Store(time.Now().Add(cfg.dupWait).UnixNano())
 		// A request whose acknowledgement was lost comes again after the
 		// ack wait, and would get a second result: watch that long.
 		select {
@@ -469,6 +471,11 @@ func (r *benchRun) showProgress(w io.Writer, total int) func() {
 				fmt.Fprint(w, "\r\x1b[K")
 				return
 			case <-t.C:
+				if end := r.dupWatchEnd.Load(); end > 0 {
+					fmt.Fprintf(w, "\r\x1b[Kevery result in; watching for duplicates (a redelivery after the ack wait) for %s more (--dup-wait)",
+						time.Until(time.Unix(0, end)).Round(time.Second))
+					continue
+				}
 				res := r.results.Load()
 				pct := float64(res) / float64(total)
 				const width = 30
