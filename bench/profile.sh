@@ -12,7 +12,10 @@
 #   allocs, block, mutex       during the last throughput run (deltas)
 #   cpu-rate, block-rate       during the steady-rate run
 #
-# and prints the top of each. Knobs: REQUESTS (20000), IN_FLIGHT (1000),
+# and prints the top of each (cumulative, the bridge's own functions first).
+# The sampling of blocking and locking costs CPU itself (stack walks):
+# PROFILE_RATES=0 builds the bridge as shipped, for CPU profiles that are not
+# distorted by it. Knobs: REQUESTS (20000), IN_FLIGHT (1000),
 # RATE (2000), RATE_REQUESTS (10000), RUNS (5), PROF_SECONDS (profile length, 6),
 # PROFILE_DIR (bench/results/profiles), TOP (15).
 set -euo pipefail
@@ -41,6 +44,7 @@ func init() {
 }
 GO
 printf '{"Replace":{"%s":"%s"}}' "$PWD/cmd/operator-bridge/zz_profile_rates.go" "$work/rates.go" >"$work/overlay.json"
+[ "${PROFILE_RATES:-1}" = 1 ] || echo '{"Replace":{}}' >"$work/overlay.json"
 go build -overlay "$work/overlay.json" -o "$work/operator-bridge" ./cmd/operator-bridge
 
 nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$work/js" --profile "$NATS_PROF" >"$work/nats.log" 2>&1 & pids+=($!)
@@ -80,7 +84,9 @@ wait "${grabs[@]}"
 curl -fsS "http://$OPS/debug/pprof/goroutine?debug=1" -o "$PROFILE_DIR/goroutine.txt" || true
 
 for p in cpu-first cpu-last nats-cpu-first nats-cpu-last cpu-rate allocs block mutex block-rate; do
-  echo "=== $p (top $TOP)"
-  go tool pprof -top -nodecount="$TOP" "$PROFILE_DIR/$p.pprof" 2>/dev/null | sed '1,/flat%/d' | head -n "$TOP" || true
+  echo "=== $p (top $TOP by cumulative share)"
+  index=; [ "$p" = allocs ] && index=-sample_index=alloc_space
+  go tool pprof -top -cum $index -nodecount=200 "$PROFILE_DIR/$p.pprof" 2>/dev/null | sed '1,/flat%/d' |
+    grep -v ' runtime\.\| sync\.(\*WaitGroup)\.Go\| runtime/pprof' | head -n "$TOP" || true
 done
 echo "profiles in $PROFILE_DIR (e.g. go tool pprof -http 127.0.0.1:0 $PROFILE_DIR/cpu-last.pprof)"

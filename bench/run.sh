@@ -144,14 +144,16 @@ for run in $(seq 1 "$last"); do
 done
 
 # Two replicas share the load.
-serve_bridge "$ops2" bridge-2 "$work/bridge-2.log"; bridge2=$!; pids+=($bridge2)
-wait_port "$ops2"
-for _ in $(seq 1 150); do curl -fsS "http://$ops2/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
-for run in $(seq 1 "$REPLICA_RUNS"); do
-  c0=$(conflicts "$ops1" "$ops2")
-  one bridge "r$run" tput "$bridge,$bridge2,$nats_bridge"
-  echo "$c0 $(conflicts "$ops1" "$ops2")" >"$work/bridge.r$run.conflicts"
-done
+if [ "$REPLICA_RUNS" -gt 0 ]; then
+  serve_bridge "$ops2" bridge-2 "$work/bridge-2.log"; bridge2=$!; pids+=($bridge2)
+  wait_port "$ops2"
+  for _ in $(seq 1 150); do curl -fsS "http://$ops2/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+  for run in $(seq 1 "$REPLICA_RUNS"); do
+    c0=$(conflicts "$ops1" "$ops2")
+    one bridge "r$run" tput "$bridge,$bridge2,$nats_bridge"
+    echo "$c0 $(conflicts "$ops1" "$ops2")" >"$work/bridge.r$run.conflicts"
+  done
+fi
 load_end=$(load)
 
 mkdir -p "$BENCH_OUT"
