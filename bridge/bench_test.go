@@ -122,7 +122,8 @@ func benchEndToEnd(b *testing.B, op string, full bool) {
 	b.ResetTimer()
 	start := time.Now()
 	for _, m := range msgs {
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		// A busy machine may take long to confirm: wait rather than fail.
+		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {
 			b.Fatal(err)
 		}
 	}
