@@ -61,3 +61,22 @@ func TestFakeOperatorCountsCalls(t *testing.T) {
 		t.Errorf("/stats (-want +got):\n%s", diff)
 	}
 }
+
+func TestBenchExplainsSuperseded(t *testing.T) {
+	sum := benchSummary{Requests: 1000, Envs: 4, Apps: 50, Mix: "realistic", InFlight: 1000, Results: 1000, DupWaitS: 30,
+		Outcomes: map[string]int64{"succeeded": 933, "superseded": 67}, OK: true}
+	var out strings.Builder
+	printBench(&out, palette{}, sum)
+	for _, want := range []string{"superseded 67", "newer versions of the same app overtook them", "expected",
+		"every request got exactly one result", "within 30s"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("bench output lacks %q:\n%s", want, out.String())
+		}
+	}
+	sum.Outcomes = map[string]int64{"succeeded": 1000}
+	out.Reset()
+	printBench(&out, palette{}, sum)
+	if strings.Contains(out.String(), "overtook") {
+		t.Errorf("the note on superseded requests shows with none superseded:\n%s", out.String())
+	}
+}
