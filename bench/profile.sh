@@ -52,7 +52,7 @@ nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$work/js" --profile "$NATS_PRO
 wait_port "127.0.0.1:$NATS_PORT"; wait_port "127.0.0.1:$OP_PORT"
 envs_file 4 "$OP_PORT" "$work/envs.json"
 OPERATOR_BRIDGE_NATS_URL="nats://127.0.0.1:$NATS_PORT" OPERATOR_BRIDGE_ENVIRONMENTS_FILE="$work/envs.json" \
-OPERATOR_BRIDGE_HTTP_ADDR=$OPS "$work/operator-bridge" serve 2>"$work/bridge.log" & pids+=($!)
+OPERATOR_BRIDGE_HTTP_ADDR=$OPS OPERATOR_BRIDGE_PPROF=true "$work/operator-bridge" serve 2>"$work/bridge.log" & pids+=($!)
 wait_port "$OPS"
 for _ in $(seq 1 150); do curl -fsS "http://$OPS/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 mkdir -p "$PROFILE_DIR"

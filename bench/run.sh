@@ -27,8 +27,9 @@
 #
 # Knobs (environment): REQUESTS (20000), IN_FLIGHT (1000), RATE (2000),
 # RATE_REQUESTS (10000), RUNS (5), REPLICA_RUNS (3), DUP_WAIT (30s), ENVS
-# (4), APPS (50), BENCH_OUT (bench/results), PROFILE_DIR (when set: CPU,
-# allocation, block and mutex profiles of the bridge during its last run).
+# (4), APPS (50), BENCH_OUT (bench/results), PROFILE_DIR (when set: the
+# bridge serves pprof, and its CPU and allocation profiles are taken during
+# its last run).
 # BENCH_QUICK=1 is a short trial: 4000 requests, 3000 at the steady rate, 3
 # steady runs, 2 s of duplicate watch.
 set -euo pipefail
@@ -114,7 +115,7 @@ envs_file "$ENVS" "${op_bridge##*:}" "$work/envs.json"
 ops1="127.0.0.1:$((PORT_BASE + 20))" ops2="127.0.0.1:$((PORT_BASE + 21))"
 serve_bridge() { # OPS_ADDR INSTANCE LOG
   OPERATOR_BRIDGE_NATS_URL="$url_bridge" OPERATOR_BRIDGE_ENVIRONMENTS_FILE="$work/envs.json" \
-  OPERATOR_BRIDGE_HTTP_ADDR="$1" OPERATOR_BRIDGE_INSTANCE="$2" \
+  OPERATOR_BRIDGE_HTTP_ADDR="$1" OPERATOR_BRIDGE_INSTANCE="$2" OPERATOR_BRIDGE_PPROF=${PROFILE_DIR:+true} \
     ./bin/operator-bridge serve 2>"$3" &
 }
 serve_bridge "$ops1" bridge-1 "$work/bridge-1.log"; bridge=$!; pids+=($bridge)

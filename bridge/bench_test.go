@@ -86,7 +86,7 @@ func benchEndToEnd(b *testing.B, op string, full bool) {
 			b.Fatal(err)
 		}
 		defer bnc.Close()
-		br, err := bridge.New(bnc, f, bridge.Config{ManageStreams: true, EnvironmentsFile: file, EnvironmentsBucket: "environments",
+		br, err := bridge.New(bnc, f, bridge.Config{EnvironmentsFile: file, EnvironmentsBucket: "environments",
 			HealthInterval: time.Hour, Registerer: prometheus.NewRegistry()})
 		if err != nil {
 			b.Fatal(err)
@@ -237,7 +237,7 @@ func benchStart(b *testing.B, n int) {
 			b.Fatal(err)
 		}
 		f, _ := operator.NewFactory(operator.DefaultSettings())
-		br, err := bridge.New(nc, f, bridge.Config{ManageStreams: true, EnvironmentsFile: file, EnvironmentsBucket: "environments",
+		br, err := bridge.New(nc, f, bridge.Config{EnvironmentsFile: file, EnvironmentsBucket: "environments",
 			HealthInterval: time.Hour, Registerer: prometheus.NewRegistry()})
 		if err != nil {
 			b.Fatal(err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/boreas/operator-bridge/events"
 	"github.com/boreas/operator-bridge/operator"
+	"github.com/boreas/operator-bridge/statuspage"
 )
 
 // Factory builds the operators of a set of environments; *operator.Factory
@@ -38,18 +39,19 @@ type Bridge struct {
 	metrics *metrics
 	source  string
 	owner   string // unique per process: lease owner
+	inbox   string // where other replicas forward requests (ForwardPrefix + a token)
 
 	manager  *operator.Manager
 	envs     *envSources
 	order    *orderBook
-	keys     *keyLocks
+	keys     *keyQueues
 	circuits *circuits
 	health   *healthBoard
 	progress *progress
 	envKV    jetstream.KeyValue
 	envWatch jetstream.KeyWatcher
 
-	sem      chan struct{} // MAX_IN_FLIGHT tokens: one per request being handled
+	sem      chan struct{} // MAX_IN_FLIGHT tokens: one per worker (a key's queue waits without one)
 	stopping chan struct{} // closed when Run's context ends
 	workers  sync.WaitGroup
 
@@ -87,9 +89,10 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 		metrics:  m,
 		source:   events.SourceFor(cfg.Instance),
 		owner:    cfg.Instance + "-" + hex.EncodeToString(nonce),
+		inbox:    ForwardPrefix + hex.EncodeToString(nonce),
 		manager:  operator.NewManager(),
 		envs:     newEnvSources(),
-		keys:     newKeyLocks(),
+		keys:     newKeyQueues(keyQueueLen, 4*cfg.MaxInFlight),
 		health:   newHealthBoard(),
 		progress: newProgress(),
 		sem:      make(chan struct{}, cfg.MaxInFlight),
@@ -101,6 +104,18 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 	})
 	return b, nil
 }
+
+// afterWork is the part of a shutdown grace kept for what follows the
+// in-flight requests: freeing order leases (sweepTimeout) and closing the
+// ops server.
+func afterWork(grace time.Duration) time.Duration { return min(3*time.Second, grace/4) }
+
+// drainTimeout bounds how long a consumer hands over what the client
+// buffered at shutdown; what is left is redelivered after the ack wait.
+const drainTimeout = time.Second
+
+// pullBatch bounds the messages a consumer pulls ahead.
+const pullBatch = 128
 
 // Circuit settings: a few consecutive unavailable answers open an endpoint's
 // circuit; after the cool-down one probe call is let through.
@@ -155,13 +170,28 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	var srv *http.Server
 	var serving sync.WaitGroup
+	// The status page follows the streams until ctx ends (or Run returns
+	// early), then closes its live connections, so the server's shutdown
+	// does not wait on them.
+	pageCtx, stopPage := context.WithCancel(ctx)
+	var paging sync.WaitGroup
+	defer func() { stopPage(); paging.Wait() }()
 	if b.cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", b.cfg.HTTPAddr)
 		if err != nil {
 			_ = svc.Stop()
-			return fmt.Errorf("http %s: %w", b.cfg.HTTPAddr, err)
+			return fmt.Errorf("ops HTTP address (Config.HTTPAddr) %s: %w", b.cfg.HTTPAddr, err)
 		}
-		srv = &http.Server{Handler: b.opsHandler(), ReadHeaderTimeout: 5 * time.Second}
+		page, err := statuspage.New(statuspage.Config{
+			JetStream: b.js, Environments: b.environmentInfos, SignOut: b.cfg.OpsToken != "", Logger: b.log,
+		})
+		if err != nil {
+			_ = ln.Close()
+			_ = svc.Stop()
+			return err
+		}
+		srv = &http.Server{Handler: b.opsHandler(page), ReadHeaderTimeout: 5 * time.Second}
+		paging.Go(func() { _ = page.Run(pageCtx) })
 		serving.Go(func() { _ = srv.Serve(ln) })
 	}
 
@@ -169,13 +199,36 @@ func (b *Bridge) Run(ctx context.Context) error {
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
+	stopForwards, err := b.listen(work, b.inbox)
+	if err != nil {
+		_ = svc.Stop()
+		if srv != nil {
+			_ = srv.Close()
+			serving.Wait()
+		}
+		return err
+	}
+
 	// The keeper outlives the consumers: it reports in-flight messages in
 	// progress until they finish, frees idle keys' order leases after their
 	// linger, and all of them once the work is done.
 	var keeper sync.WaitGroup
 	keepCtx, stopKeeper := context.WithCancel(work)
 	keeper.Go(func() { b.progress.run(keepCtx, b.cfg.AckWait/3) })
-	keeper.Go(func() { b.order.runSweeper(keepCtx, b.keys.TryLock) })
+	// The sweeper frees idle keys' leases; a request that queues for a key
+	// while its lease is being freed is then run here.
+	keeper.Go(func() {
+		b.order.runSweeper(keepCtx, func(key string) (func(), bool) {
+			if !b.keys.tryOwn(key) {
+				return nil, false
+			}
+			return func() {
+				if j := b.keys.next(key); j != nil {
+					keeper.Go(func() { b.runKey(work, j) })
+				}
+			}, true
+		})
+	})
 
 	var loops sync.WaitGroup
 	loops.Go(func() { b.consumeLoop(ctx, work, events.StreamDeploy, b.handleDeploy) })
@@ -188,15 +241,19 @@ func (b *Bridge) Run(ctx context.Context) error {
 		"max_in_flight", b.cfg.MaxInFlight, "http", b.cfg.HTTPAddr)
 
 	<-ctx.Done()
+	// Everything below ends within the grace: in-flight requests get it
+	// less what freeing leases and closing the ops server need after them.
+	stopBy := time.Now().Add(b.cfg.ShutdownGrace)
 	close(b.stopping)
 	b.log.Info("bridge stopping", "grace", b.cfg.ShutdownGrace)
-	loops.Wait() // consumers drained: nothing new starts
+	stopForwards() // nothing forwarded starts now
+	loops.Wait()   // consumers drained: nothing new starts
 
 	done := make(chan struct{})
 	go func() { b.workers.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(b.cfg.ShutdownGrace):
+	case <-time.After(time.Until(stopBy.Add(-afterWork(b.cfg.ShutdownGrace)))):
 		b.log.Warn("shutdown grace spent: cancelling in-flight requests")
 		cancelWork()
 		<-done
@@ -205,7 +262,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	keeper.Wait()
 	_ = svc.Stop()
 	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), stopBy)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 		serving.Wait()
@@ -214,8 +271,23 @@ func (b *Bridge) Run(ctx context.Context) error {
 	return nil
 }
 
-// handler handles one message; it owns the message's acknowledgement.
+// handler handles one message; it owns the message's acknowledgement, and
+// calls release once the message is settled (which may be after it returns:
+// a deploy request that waits for its key).
 type handler func(ctx context.Context, m jetstream.Msg)
+
+// hold counts a message as the bridge's from the moment it is delivered: it
+// is reported in progress until release.
+func (b *Bridge) hold(m jetstream.Msg) {
+	b.metrics.inFlight.Inc()
+	b.progress.add(m)
+}
+
+// release ends what hold began.
+func (b *Bridge) release(m jetstream.Msg) {
+	b.progress.remove(m)
+	b.metrics.inFlight.Dec()
+}
 
 // consumeLoop consumes stream's durable consumer until stop ends, handing
 // each message to h on its own goroutine within the MAX_IN_FLIGHT limit. A
@@ -242,32 +314,29 @@ func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handle
 			}
 		}
 		cc, err := cons.Consume(func(m jetstream.Msg) {
-			select {
-			case <-b.stopping:
+			if b.isStopping() {
 				_ = m.Nak()
 				return
-			default:
 			}
+			// Held (kept in progress) while it waits for a worker.
+			b.hold(m)
 			select {
 			case b.sem <- struct{}{}:
 			case <-b.stopping:
 				_ = m.Nak()
+				b.release(m)
 				return
 			}
-			b.metrics.inFlight.Inc()
-			b.progress.add(m)
 			b.workers.Go(func() {
-				defer func() {
-					b.progress.remove(m)
-					b.metrics.inFlight.Dec()
-					<-b.sem
-				}()
+				defer func() { <-b.sem }()
 				h(work, m)
 			})
 		},
-			// Default pull expiry and heartbeat: the bridge connects over
-			// TCP, where pulls do not stall (see NOTES on in-process ones).
-			jetstream.PullMaxMessages(b.cfg.MaxInFlight),
+			// Messages buffered by the client before they reach this
+			// callback cannot be kept in progress; a small buffer keeps
+			// their wait short. Default pull expiry and heartbeat: the
+			// bridge connects over TCP, where pulls do not stall.
+			jetstream.PullMaxMessages(min(b.cfg.MaxInFlight, pullBatch)),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 				if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 					signal()
@@ -285,8 +354,15 @@ func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handle
 		recreate := b.watchConsumer(stop, cons, signal)
 		select {
 		case <-stop.Done():
+			// Drain hands what the client buffered to the handler (which
+			// naks it, stopping); a connection that is down cannot drain,
+			// so it is bounded by the grace.
 			cc.Drain()
-			<-cc.Closed()
+			select {
+			case <-cc.Closed():
+			case <-time.After(min(drainTimeout, b.cfg.ShutdownGrace/4)):
+				cc.Stop()
+			}
 			recreate()
 			return
 		case <-lost:
@@ -345,7 +421,7 @@ func (b *Bridge) isStopping() bool {
 	}
 }
 
-// startService registers the operator-bridge micro service (contract §4).
+// startService registers the operator-bridge micro service (docs/contract.md, Request/reply).
 func (b *Bridge) startService(ctx context.Context) (micro.Service, error) {
 	svc, err := micro.AddService(b.nc, micro.Config{
 		Name:        ServiceName,

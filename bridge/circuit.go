@@ -11,7 +11,7 @@ type circuitState int
 const (
 	circuitClosed   circuitState = iota // calls flow
 	circuitOpen                         // calls wait until the cool-down ends
-	circuitHalfOpen                     // one probe call at a time
+	circuitHalfOpen                     // one probe call, alone
 )
 
 func (s circuitState) String() string {
@@ -28,6 +28,14 @@ func (s circuitState) String() string {
 // circuits keeps one circuit per operator endpoint. While an endpoint keeps
 // failing, deploy requests for its environments wait (NakWithDelay) instead
 // of spending calls, and other endpoints are not affected.
+//
+// Calls and health checks both count: a few consecutive unavailable calls,
+// or one failed health check, open the circuit; a successful call or a
+// passing health check closes it. After the cool-down one probe call goes,
+// and only when no other call to the endpoint is out: every call that Allow
+// lets through ends in exactly one Done or Cancel, and health checks, which
+// Allow does not count, report through Checked, so nothing else can let a
+// second probe go.
 type circuits struct {
 	threshold int           // consecutive retryable failures that open a circuit
 	coolDown  time.Duration // how long an open circuit waits before a probe
@@ -42,7 +50,7 @@ type circuit struct {
 	state    circuitState
 	failures int
 	openedAt time.Time
-	probing  bool
+	inFlight int   // calls let through by Allow and not yet Done or Cancelled
 	last     error // the failure that opened it
 }
 
@@ -73,59 +81,101 @@ func (c *circuits) get(endpoint string) *circuit {
 }
 
 // Allow returns nil when a call to endpoint may go now; when not, it returns
-// why and how long to wait before asking again.
+// why and how long to wait before asking again. A nil must be followed by
+// exactly one Done or Cancel.
 func (c *circuits) Allow(endpoint string) (error, time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cc := c.get(endpoint)
 	switch cc.state {
 	case circuitOpen:
-		left := cc.openedAt.Add(c.coolDown).Sub(c.now())
-		if left > 0 {
+		if left := cc.openedAt.Add(c.coolDown).Sub(c.now()); left > 0 {
 			return &openError{cc.last}, left
 		}
-		cc.state, cc.probing = circuitHalfOpen, true
-		c.onChange(endpoint, circuitHalfOpen)
-		return nil, 0
-	case circuitHalfOpen:
-		if cc.probing {
+		if cc.inFlight > 0 { // calls from before it opened are still out
 			return &openError{cc.last}, c.coolDown / 4
 		}
-		cc.probing = true
-		return nil, 0
+		cc.state = circuitHalfOpen
+		c.onChange(endpoint, circuitHalfOpen)
+	case circuitHalfOpen:
+		if cc.inFlight > 0 { // the probe is out
+			return &openError{cc.last}, c.coolDown / 4
+		}
 	}
+	cc.inFlight++
 	return nil, 0
 }
 
-// Done records the outcome of a call (or a health check) to endpoint:
+// Done records the outcome of a call to endpoint that Allow let through:
 // failure is nil on success, and only failures that say the endpoint is
 // unavailable count.
 func (c *circuits) Done(endpoint string, failure error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cc := c.get(endpoint)
-	cc.probing = false
+	cc.inFlight = max(cc.inFlight-1, 0)
 	if failure == nil {
-		cc.failures = 0
-		if cc.state != circuitClosed {
-			cc.state = circuitClosed
-			c.onChange(endpoint, circuitClosed)
-		}
+		c.close(endpoint, cc)
 		return
 	}
 	cc.failures++
 	cc.last = failure
 	if cc.state == circuitHalfOpen || (cc.state == circuitClosed && cc.failures >= c.threshold) {
-		cc.state, cc.openedAt = circuitOpen, c.now()
-		c.onChange(endpoint, circuitOpen)
+		c.open(endpoint, cc)
 	}
 }
 
-// Cancel gives back a probe that Allow granted but that was not made.
+// Checked records the outcome of a health check of endpoint: one failed
+// check opens the circuit (the endpoint is unhealthy), a passing one closes
+// it. It leaves the calls in flight, and so the probe, alone.
+func (c *circuits) Checked(endpoint string, failure error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cc := c.get(endpoint)
+	if failure == nil {
+		c.close(endpoint, cc)
+		return
+	}
+	cc.failures++
+	cc.last = failure
+	if cc.state != circuitOpen {
+		c.open(endpoint, cc)
+	}
+}
+
+func (c *circuits) open(endpoint string, cc *circuit) {
+	cc.state, cc.openedAt = circuitOpen, c.now()
+	c.onChange(endpoint, circuitOpen)
+}
+
+func (c *circuits) close(endpoint string, cc *circuit) {
+	cc.failures = 0
+	if cc.state != circuitClosed {
+		cc.state = circuitClosed
+		c.onChange(endpoint, circuitClosed)
+	}
+}
+
+// Cancel gives back a call that Allow let through but that was not made.
 func (c *circuits) Cancel(endpoint string) {
 	c.mu.Lock()
-	c.get(endpoint).probing = false
+	cc := c.get(endpoint)
+	cc.inFlight = max(cc.inFlight-1, 0)
 	c.mu.Unlock()
+}
+
+// forget drops the circuits of the endpoints not in use and returns them.
+func (c *circuits) forget(inUse map[string]bool) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var gone []string
+	for ep := range c.m {
+		if !inUse[ep] {
+			delete(c.m, ep)
+			gone = append(gone, ep)
+		}
+	}
+	return gone
 }
 
 // State reports the circuit state of endpoint.

@@ -58,37 +58,61 @@ func TestCircuitOpensWaitsAndProbes(t *testing.T) {
 	}
 }
 
-func TestKeyLocksSerialiseOneKey(t *testing.T) {
-	k := newKeyLocks()
-	unlock, err := k.Lock(t.Context(), "a")
-	if err != nil {
-		t.Fatal(err)
+// Health checks open and close the circuit but never let a second probe go.
+func TestCircuitHealthChecks(t *testing.T) {
+	now := time.Now()
+	c := newCircuits(5, 5*time.Second, nil)
+	c.now = func() time.Time { return now }
+	down := errors.New("health: 503")
+
+	// One failed check opens it; a passing one closes it.
+	c.Checked("op", down)
+	if err, _ := c.Allow("op"); err == nil || c.State("op") != circuitOpen {
+		t.Fatalf("after one failed health check: state %v, Allow = %v; want open, refused", c.State("op"), err)
 	}
-	got := make(chan struct{})
-	go func() {
-		u, err := k.Lock(t.Context(), "a")
-		if err == nil {
-			close(got)
-			u()
+	c.Checked("op", nil)
+	if err, _ := c.Allow("op"); err != nil || c.State("op") != circuitClosed {
+		t.Fatalf("after a passing health check: state %v, Allow = %v; want closed, allowed", c.State("op"), err)
+	}
+	c.Done("op", nil)
+
+	// A probe is out when a health check fails and, after the cool-down,
+	// again: the check's end must not let a second probe go.
+	c.Checked("op", down)
+	now = now.Add(5 * time.Second)
+	if err, _ := c.Allow("op"); err != nil {
+		t.Fatal("no probe after the cool-down")
+	}
+	c.Checked("op", down)
+	now = now.Add(5 * time.Second)
+	if err, _ := c.Allow("op"); err == nil {
+		t.Fatal("a second probe while the first is out")
+	}
+	c.Done("op", down) // the first probe ends
+	if err, _ := c.Allow("op"); err != nil {
+		t.Fatal("no probe once the first ended")
+	}
+
+	// Calls let through before the circuit opened hold the probe back
+	// until they end: their late answers cannot free a probe slot.
+	c2 := newCircuits(5, 5*time.Second, nil)
+	c2.now = c.now
+	for range 2 {
+		if err, _ := c2.Allow("ep"); err != nil {
+			t.Fatal("closed circuit refused a call")
 		}
-	}()
-	// Another key is free meanwhile.
-	ub, err := k.Lock(t.Context(), "b")
-	if err != nil {
-		t.Fatal(err)
 	}
-	ub()
-	for k.Waiting("a") != 1 {
-		time.Sleep(time.Millisecond)
+	c2.Checked("ep", down)
+	now = now.Add(5 * time.Second)
+	if err, _ := c2.Allow("ep"); err == nil {
+		t.Fatal("a probe while two calls from before are out")
 	}
-	select {
-	case <-got:
-		t.Fatal("second holder of key a while the first holds it")
-	default:
+	c2.Done("ep", down)
+	c2.Cancel("ep")
+	if err, _ := c2.Allow("ep"); err != nil {
+		t.Fatal("no probe once the earlier calls ended")
 	}
-	unlock()
-	<-got
-	for k.Waiting("a") != 0 || len(k.locks) != 0 {
-		time.Sleep(time.Millisecond)
+	if err, _ := c2.Allow("ep"); err == nil {
+		t.Fatal("a second probe")
 	}
 }

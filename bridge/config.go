@@ -17,7 +17,7 @@ const (
 	StatusConsumer = "operator-bridge-status"
 	// OrderBucket holds the per environment-and-app order state.
 	OrderBucket = "operator-bridge-order"
-	// ServiceName is the NATS micro service of contract §4.
+	// ServiceName is the NATS micro service of docs/contract.md, Request/reply.
 	ServiceName = "operator-bridge"
 )
 
@@ -29,9 +29,15 @@ type Config struct {
 	// Version is reported by the micro service (default "dev").
 	Version string
 
-	// ManageStreams creates or updates the four streams and the environments
-	// bucket at start. When false, start fails if one is missing.
-	ManageStreams bool
+	// ExternalStreams says the four streams and the environments bucket are
+	// managed outside the bridge: start only checks that they exist and
+	// fails if one is missing. The zero value (false) is the documented
+	// default, MANAGE_STREAMS=true: the bridge creates or updates them.
+	ExternalStreams bool
+	// Replicas is the replica count of the streams and buckets the bridge
+	// creates, 1 to 5 (default 1; 3 on a 3-node cluster). Existing ones keep
+	// theirs.
+	Replicas int
 	// EnvironmentsFile is an optional YAML or JSON file of environments.
 	EnvironmentsFile string
 	// EnvironmentsBucket is the key-value bucket of environments, watched
@@ -57,11 +63,21 @@ type Config struct {
 	// JetStream stored it (contract: 60s).
 	MaxClockSkew time.Duration
 
-	// HTTPAddr serves /healthz, /readyz and /metrics; empty serves nothing.
+	// HTTPAddr serves /healthz, /readyz, /metrics and the status page
+	// (package statuspage); empty serves nothing.
 	HTTPAddr string
+	// PProf also serves Go's profiles under /debug/pprof/ on HTTPAddr.
+	PProf bool
+	// ReadyNote is a line /readyz adds to its answer, ready or not (serve
+	// says there that NATS is its embedded server).
+	ReadyNote string
 	// Gatherer serves /metrics (default: the Registerer when it is a
 	// *prometheus.Registry).
 	Gatherer prometheus.Gatherer
+	// OpsToken, when set, protects the ops address: everything but /healthz
+	// and /readyz needs "Authorization: Bearer <OpsToken>" (browsers sign
+	// in once on the status page; see statuspage.RequireToken).
+	OpsToken string
 
 	// Logger receives one line per message outcome; nil discards.
 	Logger *slog.Logger
@@ -75,6 +91,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Version == "" {
 		c.Version = "0.0.0-dev"
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
 	}
 	if c.OperatorTimeout == 0 {
 		c.OperatorTimeout = 10 * time.Second
@@ -109,14 +128,23 @@ func (c *Config) setDefaults() error {
 		}
 	}
 	var errs []error
-	if c.RetryWindow < 0 {
-		errs = append(errs, fmt.Errorf("retry window %v is negative", c.RetryWindow))
-	}
-	if c.HealthInterval < 0 {
-		errs = append(errs, fmt.Errorf("health interval %v is negative", c.HealthInterval))
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"OperatorTimeout", c.OperatorTimeout}, {"RetryWindow", c.RetryWindow},
+		{"HealthInterval", c.HealthInterval}, {"AckWait", c.AckWait},
+		{"ShutdownGrace", c.ShutdownGrace}, {"MaxClockSkew", c.MaxClockSkew},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %v is negative: leave it zero for the default, or make it positive", d.name, d.v))
+		}
 	}
 	if c.MaxInFlight < 0 {
-		errs = append(errs, fmt.Errorf("max in flight %d is negative", c.MaxInFlight))
+		errs = append(errs, fmt.Errorf("MaxInFlight %d is negative: leave it zero for the default, or make it positive", c.MaxInFlight))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("Replicas %d: JetStream takes 1 to 5", c.Replicas))
 	}
 	if c.AckWait >= 2*time.Minute {
 		errs = append(errs, fmt.Errorf("ack wait %v must stay inside the 2m duplicate window", c.AckWait))

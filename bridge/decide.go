@@ -18,6 +18,14 @@ const (
 	unidentifiable
 	// notStarted: the bridge is stopping and the request was not started.
 	notStarted
+	// routed: decoded and routed, waiting for its key's turn (not a final
+	// finding: prepare hands it to the order step).
+	routed
+	// answered: a redelivery whose result is already stored.
+	answered
+	// handedOver: another replica holds the key and takes the request
+	// (forward.go), which then settles it.
+	handedOver
 )
 
 // action is what is done with a message.
@@ -29,6 +37,7 @@ const (
 	nakWithDelay                  // NakWithDelay(delay)
 	nakNow                        // Nak: let another replica or the next start take it
 	deadLetter                    // copy to deadletter.<subject>, confirm, then TermWithReason
+	ackOnly                       // its result is stored already: Ack
 )
 
 // Retry delays: growing from retryBase, never above retryMax, and never past
@@ -51,6 +60,8 @@ func decide(f finding, age, window time.Duration, delivered uint64, hint time.Du
 		return deadLetter, 0
 	case notStarted:
 		return nakNow, 0
+	case answered:
+		return ackOnly, 0
 	}
 	left := window - age
 	if left <= 0 {

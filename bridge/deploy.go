@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/boreas/operator-bridge/events"
@@ -23,39 +22,74 @@ type deployJob struct {
 	env   events.Envelope
 	req   events.DeployRequest
 	res   events.DeployResult
-	// commit is the order ticket of an applied request, committed while its
-	// result is stored.
-	commit *ticket
-	// unlock frees the request's key for the next local request.
-	unlock func()
+	entry operator.Entry
+	key   string // order key: environment and app
+	// waited says what held the request back when it did not reach the
+	// operator, for the message of a request whose retry window ends so.
+	waited string
+	// holder is where to hand the request, when another replica holds its key.
+	holder string
 }
 
+// Key queue bounds: what comes beyond them is nak'd with keyFullDelay.
+const (
+	keyQueueLen  = 32
+	keyFullDelay = time.Second
+)
+
 // handleDeploy handles one delivery of a deploy request; see the package
-// documentation for what is done with the message.
+// documentation for what is done with the message. A request whose key is
+// busy waits in the key's queue, and the key's owner runs it later.
 func (b *Bridge) handleDeploy(ctx context.Context, m jetstream.Msg) {
 	j := &deployJob{msg: m, start: time.Now()}
 	meta, err := m.Metadata()
 	if err != nil {
 		// Not a JetStream delivery: nothing to acknowledge or answer.
 		b.log.Error("deploy request without metadata", "subject", m.Subject(), "err", err)
+		b.release(m)
 		return
 	}
 	j.meta = meta
 	if meta.NumDelivered > 1 {
 		b.metrics.redeliveries.WithLabelValues(events.TypeDeployRequest).Inc()
 	}
-	f, hint := b.deploy(ctx, j)
-	b.settleDeploy(ctx, j, f, hint)
-	if j.unlock != nil {
-		// Only now, with its order state committed, may the next request
-		// of the key go.
-		j.unlock()
+	f, hint := b.prepare(ctx, j)
+	if f != routed {
+		b.settleDeploy(ctx, j, f, hint)
+		return
+	}
+	switch b.keys.enter(j.key, j) {
+	case queued:
+		return
+	case full:
+		b.failWith(&j.res, fmt.Errorf("%d requests of %s/%s already wait in this replica", keyQueueLen, j.res.Environment, j.res.App))
+		j.waited = "the queue of its environment and app"
+		b.settleDeploy(ctx, j, blocked, keyFullDelay)
+		return
+	}
+	b.runKey(ctx, j)
+}
+
+// runKey runs j, then every request that queued behind it for its key.
+func (b *Bridge) runKey(ctx context.Context, j *deployJob) {
+	key := j.key
+	for ; j != nil; j = b.keys.next(key) {
+		if b.isStopping() {
+			b.settleDeploy(ctx, j, notStarted, 0)
+			continue
+		}
+		f, hint := b.ordered(ctx, j)
+		if f == handedOver {
+			b.forward(ctx, j, j.holder)
+			continue
+		}
+		b.settleDeploy(ctx, j, f, hint)
 	}
 }
 
-// deploy runs a request through decode, route, order and the operator call,
-// filling j.res, and says what it found.
-func (b *Bridge) deploy(ctx context.Context, j *deployJob) (finding, time.Duration) {
+// prepare decodes, checks and routes a request, filling j.res, and says what
+// it found: routed when the request needs its key's turn.
+func (b *Bridge) prepare(ctx context.Context, j *deployJob) (finding, time.Duration) {
 	m := j.msg
 	if err := checkSubject(m.Subject(), events.PrefixDeployRequest); err != nil {
 		j.res.Message = err.Error()
@@ -67,6 +101,19 @@ func (b *Bridge) deploy(ctx context.Context, j *deployJob) (finding, time.Durati
 	if errors.Is(err, events.ErrUnidentifiable) {
 		j.res.Message = err.Error()
 		return unidentifiable, 0
+	}
+	if j.meta.NumDelivered > 1 {
+		// A redelivery may come after its result was stored (the ack was
+		// lost), later than the duplicate window: look before doing anything.
+		stored, serr := b.answered(ctx, events.StreamDeploy, events.DeployResultSubject(env.Environment),
+			events.ResultID(env.ID, j.meta.Sequence.Stream), j.meta.Sequence.Stream)
+		if serr != nil {
+			b.failWith(&j.res, fmt.Errorf("looking for a stored result: %w", serr))
+			return retryable, 0
+		}
+		if stored {
+			return answered, 0
+		}
 	}
 	if err != nil {
 		b.reject(&j.res, err)
@@ -83,76 +130,124 @@ func (b *Bridge) deploy(ctx context.Context, j *deployJob) (finding, time.Durati
 		b.reject(&j.res, err)
 		return settled, 0
 	}
+	j.entry = entry
 	j.res.Operator = string(entry.Operator.Kind())
+	j.key = orderKey(env.Environment, req.App)
+	return routed, 0
+}
 
-	key := orderKey(env.Environment, req.App)
-	unlock, err := b.keys.Lock(ctx, key)
-	if err != nil {
-		return notStarted, 0
-	}
-	j.unlock = unlock
-	if b.isStopping() {
-		return notStarted, 0
-	}
+// ordered runs a routed request in its key's turn: circuit, order step,
+// operator call.
+func (b *Bridge) ordered(ctx context.Context, j *deployJob) (finding, time.Duration) {
+	env, req, endpoint := j.env, j.req, j.entry.Endpoint
 	// Check the circuit first: a request that must wait should not take the
 	// order lease only to give it back.
-	if err, wait := b.circuits.Allow(entry.Endpoint); err != nil {
+	if err, wait := b.circuits.Allow(endpoint); err != nil {
 		b.failWith(&j.res, err)
+		j.waited = "the operator's open circuit"
 		return blocked, wait
 	}
 	when := env.Time
 	if when.IsZero() {
 		when = j.meta.Timestamp
 	}
-	t, err := b.order.Begin(ctx, key, ref{ID: env.ID, Time: when, Seq: j.meta.Sequence.Stream})
+	// Only a first delivery that no replica forwarded is forwarded.
+	_, fwd := j.msg.(*forwarded)
+	mayForward := j.meta.NumDelivered == 1 && !fwd
+	t, err := b.order.Begin(ctx, j.key, ref{ID: env.ID, Time: when, Seq: j.meta.Sequence.Stream}, mayForward)
 	if err != nil || t.verdict != proceed {
-		b.circuits.Cancel(entry.Endpoint)
+		b.circuits.Cancel(endpoint)
 	}
 	if err != nil {
-		b.failWith(&j.res, err)
-		return retryable, 0
-	}
-	if t.verdict != proceed {
-		if rerr := b.order.Release(ctx, t); rerr != nil {
-			b.log.Warn("order release", "key", key, "err", rerr)
+		if errors.Is(err, ErrOrderState) {
+			b.metrics.orderErrors.Inc()
+			b.log.Error("order state unreadable: key stopped", "environment", env.Environment, "app", req.App, "err", err)
 		}
+		b.failWith(&j.res, fmt.Errorf("%w; not sent", err))
+		j.waited = "the order state of its environment and app"
+		return retryable, 0
 	}
 	switch t.verdict {
 	case alreadyApplied:
 		j.res.Outcome, j.res.Success = events.Succeeded, true
 		j.res.Message = fmt.Sprintf("already applied: request %s is the one applied last for %s/%s; not sent again", t.winner, env.Environment, req.App)
+		if t.sentBefore {
+			j.res.Message = fmt.Sprintf("applied earlier; request %s, newer, was applied for %s/%s since; not sent again", t.winner, env.Environment, req.App)
+		}
 		return settled, 0
 	case superseded:
 		j.res.Outcome = events.Superseded
-		j.res.Message = fmt.Sprintf("superseded by request %s, applied for %s/%s and newer than this one; not sent", t.winner, env.Environment, req.App)
+		switch {
+		case t.sentBefore:
+			j.res.Message = fmt.Sprintf("sent to the operator earlier with no answer recorded; request %s, newer, was %s for %s/%s since; not sent again", t.winner, appliedOrSent(t.winnerApplied), env.Environment, req.App)
+		case j.meta.NumDelivered == 1:
+			// A first delivery: nobody can have sent it before.
+			j.res.Message = fmt.Sprintf("superseded by request %s, %s for %s/%s and newer than this one; not sent", t.winner, appliedOrSent(t.winnerApplied), env.Environment, req.App)
+		default:
+			// An earlier delivery may have reached the operator, and the
+			// order state no longer remembers it: say only what this one did.
+			j.res.Message = fmt.Sprintf("superseded by request %s, %s for %s/%s and newer than this one; this delivery was not passed to the operator (an earlier one may have been)", t.winner, appliedOrSent(t.winnerApplied), env.Environment, req.App)
+		}
 		j.res.Error = &events.ErrorInfo{Code: events.CodeSuperseded, Message: j.res.Message}
 		return settled, 0
+	case elsewhere:
+		j.holder = t.holder
+		return handedOver, 0
 	case wait:
-		b.failWith(&j.res, fmt.Errorf("another request for %s/%s is being applied", env.Environment, req.App))
+		b.metrics.leaseConflicts.Inc()
+		b.failWith(&j.res, fmt.Errorf("another replica is applying a request of %s/%s", env.Environment, req.App))
+		j.waited = "another replica applying its environment and app"
 		return blocked, t.waitFor
 	}
 
 	j.res.Attempts = t.attempt
-	resp, err := b.apply(ctx, entry, req)
-	b.circuits.Done(entry.Endpoint, unavailable(err))
+	if left := b.order.Left(t); left < minCall {
+		// The write that took the lease was too slow to leave room for a call.
+		b.order.Done(t, outcomeRefused)
+		b.circuits.Cancel(endpoint)
+		j.res.Attempts--
+		b.failWith(&j.res, fmt.Errorf("order lease of %s/%s taken too slowly (%s left of it); not sent", env.Environment, req.App, left.Round(time.Millisecond)))
+		j.waited = "slow writes of the order state"
+		return retryable, 0
+	}
+	// The call ends inside the lease, whatever the operator client's own
+	// timeout says.
+	cctx, cancel := context.WithDeadline(ctx, t.deadline)
+	resp, err := b.apply(cctx, j.entry, req, t)
+	cancel()
+	b.circuits.Done(endpoint, unavailable(err))
 	if err == nil {
-		// The order state is committed in settleDeploy, while the result
-		// is being stored.
-		j.commit = &t
+		b.order.Done(t, outcomeApplied)
 		j.res.Outcome, j.res.Success, j.res.Message = events.Succeeded, true, resp.Message
 		return settled, 0
 	}
-	if rerr := b.order.Release(ctx, t); rerr != nil {
-		b.log.Warn("order release", "key", key, "err", rerr)
+	if oe, ok := errors.AsType[*operator.Error](err); ok && oe.Reason == operator.Stale {
+		// A fencing operator refused it: a newer request reached it first.
+		b.order.Done(t, outcomeRefused)
+		j.res.Outcome = events.Superseded
+		j.res.Message = fmt.Sprintf("sent with fence %d; the operator refused it as stale: a newer request of %s/%s reached it first (%s)", t.fence, env.Environment, req.App, oe.Message)
+		j.res.Error = &events.ErrorInfo{Code: events.CodeSuperseded, Message: j.res.Message}
+		return settled, 0
 	}
+	b.failWith(&j.res, err)
+	if !j.res.Error.Retryable {
+		b.order.Done(t, outcomeRefused)
+		return settled, 0
+	}
+	// No answer, or a 5xx: it may have been applied. Its retry repeats its
+	// fence; nothing older goes after it.
+	b.order.Done(t, outcomeUnknown)
 	if ctx.Err() != nil {
 		return notStarted, 0
 	}
-	b.failWith(&j.res, err)
-	if j.res.Error.Retryable {
-		return retryable, 0
+	return retryable, 0
+}
+
+func appliedOrSent(applied bool) string {
+	if applied {
+		return "applied"
 	}
-	return settled, 0
+	return "sent to the operator"
 }
 
 // checkSubject makes sure a request's subject is prefix + one valid
@@ -166,10 +261,12 @@ func checkSubject(subject, prefix string) error {
 	return nil
 }
 
-// apply calls the operator and records its latency.
-func (b *Bridge) apply(ctx context.Context, e operator.Entry, req events.DeployRequest) (operator.ApplyResponse, error) {
+// apply calls the operator with the ticket's fencing headers and records
+// its latency.
+func (b *Bridge) apply(ctx context.Context, e operator.Entry, req events.DeployRequest, t ticket) (operator.ApplyResponse, error) {
 	deps := req.Effective()
-	ar := operator.ApplyRequest{App: req.App, Version: req.Version, Deployments: make([]operator.Deployment, len(deps))}
+	ar := operator.ApplyRequest{App: req.App, Version: req.Version, Deployments: make([]operator.Deployment, len(deps)),
+		RequestID: t.req.ID, RequestTime: t.req.Time, Fence: t.fence}
 	for i, d := range deps {
 		ar.Deployments[i] = operator.Deployment{Version: d.Version, Percent: d.Percent, Package: d.Package}
 	}
@@ -179,12 +276,18 @@ func (b *Bridge) apply(ctx context.Context, e operator.Entry, req events.DeployR
 	return resp, err
 }
 
-// settleDeploy does what decide says with a deploy request's message.
+// settleDeploy does what decide says with a deploy request's message, and
+// lets the bridge forget the message.
 func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint time.Duration) {
+	defer b.release(j.msg)
 	act, delay := decide(f, time.Since(j.meta.Timestamp), b.cfg.RetryWindow, j.meta.NumDelivered, hint)
 	switch act {
 	case deadLetter:
 		b.deadLetter(ctx, j.msg, j.res.Message)
+		return
+	case ackOnly:
+		_ = j.msg.Ack()
+		b.logDeploy(ctx, j, slog.LevelInfo, "result already stored for this message")
 		return
 	case nakNow:
 		_ = j.msg.Nak()
@@ -197,7 +300,15 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 	case failAfterWindow:
 		j.res.Outcome, j.res.Success = events.Failed, false
 		j.res.Error.Retryable = true
-		j.res.Error.Message = fmt.Sprintf("retry window of %s spent: %s", b.cfg.RetryWindow, j.res.Error.Message)
+		if f == blocked || j.res.Attempts == 0 {
+			// It never reached the operator on its last try: say what held
+			// it, and how often the operator was called before.
+			j.res.Attempts = b.order.Attempts(j.key, j.env.ID)
+			j.res.Error.Message = fmt.Sprintf("retry window of %s spent waiting on %s, after %d operator calls: %s",
+				b.cfg.RetryWindow, j.waited, j.res.Attempts, j.res.Error.Message)
+		} else {
+			j.res.Error.Message = fmt.Sprintf("retry window of %s spent: %s", b.cfg.RetryWindow, j.res.Error.Message)
+		}
 		j.res.Message = j.res.Error.Message
 	}
 	j.res.DurationMS = time.Since(j.start).Milliseconds()
@@ -208,10 +319,10 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 		b.deadLetter(ctx, j.msg, "result cannot be made: "+err.Error())
 		return
 	}
-	if err := b.store(ctx, j, out); err != nil {
+	if err := b.store(ctx, out); err != nil {
 		// Not stored: the request stays, and comes back. An applied request
-		// then finds itself applied, or is applied again with the same
-		// version, which operators take as a no-op.
+		// then finds itself applied (or sent, and is sent again with the
+		// same fence, which operators take as a no-op).
 		_ = j.msg.NakWithDelay(retryBase)
 		b.logDeploy(ctx, j, slog.LevelWarn, "result not stored; will retry", "err", err)
 		return
@@ -223,28 +334,6 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 		level = slog.LevelWarn
 	}
 	b.logDeploy(ctx, j, level, "deploy "+string(j.res.Outcome))
-}
-
-// store stores a deploy result and, for an applied request, commits its
-// order state at the same time: two writes, one round trip of waiting.
-func (b *Bridge) store(ctx context.Context, j *deployJob, out *nats.Msg) error {
-	if j.commit == nil {
-		_, err := b.js.PublishMsg(ctx, out)
-		return err
-	}
-	fut, err := b.js.PublishMsgAsync(out)
-	if err != nil {
-		return err
-	}
-	cerr := b.order.Commit(ctx, *j.commit)
-	select {
-	case <-fut.Ok():
-	case err := <-fut.Err():
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return cerr
 }
 
 func (b *Bridge) logDeploy(ctx context.Context, j *deployJob, level slog.Level, msg string, args ...any) {

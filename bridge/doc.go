@@ -1,7 +1,8 @@
 // Package bridge is the operator-bridge service: it consumes deploy requests
 // and status queries from durable JetStream consumers, routes each by the
 // environment token of its subject to an operator, and publishes one result
-// event for every request it can identify.
+// event for every request it can identify. The rules it keeps are those of
+// docs/contract.md; running it is described in docs/operations.md.
 //
 // # Flow
 //
@@ -9,7 +10,7 @@
 //
 // # Acknowledgement rules
 //
-// One function, [decide], turns what happened to a message into what is done
+// One function, decide, turns what happened to a message into what is done
 // with it:
 //
 //   - a result was stored (its publish acknowledged by JetStream): Ack;

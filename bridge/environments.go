@@ -69,8 +69,26 @@ func (b *Bridge) loadEnvironments(ctx context.Context) error {
 	if err := b.rebuild(); err != nil {
 		return err
 	}
+	if b.manager.Len() == 0 {
+		b.warnNoEnvironments()
+	}
 	b.envsLoaded.Store(true)
 	return nil
+}
+
+// warnNoEnvironments says, once at start, that every deploy request will be
+// rejected, and where environments come from.
+func (b *Bridge) warnNoEnvironments() {
+	file, bucket := b.cfg.EnvironmentsFile, b.cfg.EnvironmentsBucket
+	if file == "" {
+		file = "none (OPERATOR_BRIDGE_ENVIRONMENTS_FILE)"
+	}
+	if bucket == "" {
+		bucket = "off (OPERATOR_BRIDGE_ENVIRONMENTS_BUCKET)"
+	}
+	b.log.Warn("no environments: every request will be rejected as unknown_environment until some are added, "+
+		"in the environments file (OPERATOR_BRIDGE_ENVIRONMENTS_FILE, read at start) or as entries of the environments bucket (watched live)",
+		"environments_file", file, "environments_bucket", bucket)
 }
 
 // putBucketEnv records one bucket entry; an entry that is not a valid
@@ -93,8 +111,9 @@ func (b *Bridge) putBucketEnv(key string, value []byte) {
 	b.envs.bucket[key] = env
 }
 
-// rebuild builds the operators of the effective environments and swaps the
-// manager's table as a whole.
+// rebuild builds the operators of the effective environments, swaps the
+// manager's table as a whole, and forgets what only removed environments
+// used.
 func (b *Bridge) rebuild() error {
 	built, err := b.factory.Build(b.envs.merged())
 	if built == nil {
@@ -106,6 +125,7 @@ func (b *Bridge) rebuild() error {
 	}
 	b.manager.Replace(built.Entries())
 	b.metrics.environments.Set(float64(b.manager.Len()))
+	b.forgetGone()
 	select {
 	case b.envs.changed <- struct{}{}:
 	default:

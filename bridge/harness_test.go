@@ -147,7 +147,6 @@ func (w *world) startBridge(mod ...func(*bridgeOpts)) *running {
 	o := bridgeOpts{
 		cfg: bridge.Config{
 			Instance:           "test",
-			ManageStreams:      true,
 			EnvironmentsFile:   w.file,
 			EnvironmentsBucket: "environments",
 			OperatorTimeout:    500 * time.Millisecond,
@@ -314,5 +313,5 @@ func newFactory(t *testing.T) (*operator.Factory, error) {
 }
 
 func newBridge(w *world, f *operator.Factory, manage bool) (*bridge.Bridge, error) {
-	return bridge.New(w.connect(), f, bridge.Config{ManageStreams: manage, EnvironmentsFile: w.file, EnvironmentsBucket: "environments"})
+	return bridge.New(w.connect(), f, bridge.Config{ExternalStreams: !manage, EnvironmentsFile: w.file, EnvironmentsBucket: "environments"})
 }

@@ -13,15 +13,21 @@ import (
 
 // healthBoard remembers each environment's last health event and each
 // endpoint's run of failed checks.
+//
+// It holds only what the current environments use: forgetGone drops the
+// rest when environments go away, and a check that ends after its
+// environments went away records nothing.
 type healthBoard struct {
 	mu       sync.Mutex
 	env      map[string]events.Health
 	failures map[operator.Operator]int  // consecutive failed checks
 	checking map[operator.Operator]bool // operators with a check under way
+	gauged   map[string]bool            // endpoints with an operator_healthy series
 }
 
 func newHealthBoard() *healthBoard {
-	return &healthBoard{env: make(map[string]events.Health), failures: make(map[operator.Operator]int), checking: make(map[operator.Operator]bool)}
+	return &healthBoard{env: make(map[string]events.Health), failures: make(map[operator.Operator]int),
+		checking: make(map[operator.Operator]bool), gauged: make(map[string]bool)}
 }
 
 // start marks op's check as under way; false if one already is.
@@ -41,6 +47,15 @@ func (h *healthBoard) finish(op operator.Operator) {
 	h.mu.Unlock()
 }
 
+// changed reports whether health differs from the last one stored for its
+// environment (the first one always does).
+func (h *healthBoard) changed(health events.Health) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	prev, seen := h.env[health.Environment]
+	return !seen || prev.Healthy != health.Healthy
+}
+
 // last returns env's last health data, or nil before its first check.
 func (h *healthBoard) last(env string) *events.Health {
 	h.mu.Lock()
@@ -52,10 +67,12 @@ func (h *healthBoard) last(env string) *events.Health {
 }
 
 // healthLoop checks every distinct operator (operator.GroupByOperator: one
-// per endpoint, each mock its own) once per HealthInterval, spreading the
-// checks over the interval instead of firing them in a burst, and publishes
-// operator.health for each active environment after its operator's check. A change of the environment set starts a round at once
-// for environments not reported yet.
+// per endpoint, each mock its own) once per HealthInterval, and publishes
+// operator.health for each active environment after its operator's check.
+// The first round checks every endpoint at once, so that health is known
+// within one check's time of the start; later rounds spread the checks over
+// the interval instead of firing them in a burst. A change of the
+// environment set starts a check at once for environments not reported yet.
 func (b *Bridge) healthLoop(ctx context.Context) {
 	interval := b.cfg.HealthInterval
 	// The first round covers the environments loaded at start.
@@ -63,12 +80,15 @@ func (b *Bridge) healthLoop(ctx context.Context) {
 	case <-b.envs.changed:
 	default:
 	}
-	for {
+	for first := true; ; first = false {
 		round := time.Now()
 		groups := operator.GroupByOperator(b.manager.Entries())
 		var checks sync.WaitGroup
 		for i, g := range groups {
-			at := round.Add(time.Duration(i) * interval / time.Duration(len(groups)))
+			at := round // the first round checks every endpoint at once: health is known soon after start
+			if !first {
+				at = round.Add(time.Duration(i) * interval / time.Duration(len(groups)))
+			}
 			if !b.waitUntil(ctx, at, func() { b.checkNew(ctx, &checks) }) {
 				checks.Wait()
 				return
@@ -110,7 +130,7 @@ func (b *Bridge) waitUntil(ctx context.Context, t time.Time, onKick func()) bool
 func (b *Bridge) checkNew(ctx context.Context, wg *sync.WaitGroup) {
 	var fresh []operator.Entry
 	for _, e := range b.manager.Entries() {
-		if e.Environment.Active && b.health.last(e.Environment.ID) == nil {
+		if !e.Environment.Inactive && b.health.last(e.Environment.ID) == nil {
 			fresh = append(fresh, e)
 		}
 	}
@@ -135,28 +155,23 @@ func (b *Bridge) checkGroup(ctx context.Context, g operator.OperatorGroup) {
 	}
 	latency := time.Since(start)
 	b.metrics.callSeconds.WithLabelValues(string(g.Operator.Kind()), "health").Observe(latency.Seconds())
-	b.circuits.Done(g.Endpoint, err)
-	healthy := 0.0
-	if err == nil {
-		healthy = 1
+	entries, failures := b.noteCheck(g, err)
+	if len(entries) == 0 {
+		return // its environments went away meanwhile
 	}
-	b.metrics.healthy.WithLabelValues(g.Endpoint).Set(healthy)
-
-	b.health.mu.Lock()
-	if err == nil {
-		b.health.failures[g.Operator] = 0
-	} else {
-		b.health.failures[g.Operator]++
-	}
-	failures := b.health.failures[g.Operator]
-	b.health.mu.Unlock()
 
 	now := time.Now().UTC()
 	circuit := b.circuits.State(g.Endpoint).String()
 	// One check may stand for thousands of environments: their events go
-	// out together and are confirmed together.
-	futures := make([]jetstream.PubAckFuture, 0, len(g.Entries))
-	for _, e := range g.Entries {
+	// out together and are confirmed together. An event's health counts as
+	// known only once it is stored: one that is not is published again at
+	// the next check, and still says changed.
+	type sent struct {
+		h events.Health
+		f jetstream.PubAckFuture
+	}
+	pending := make([]sent, 0, len(entries))
+	for _, e := range entries {
 		h := events.Health{
 			Environment: e.Environment.ID, Operator: string(e.Operator.Kind()), Endpoint: e.Endpoint,
 			Healthy: err == nil, LatencyMS: latency.Milliseconds(), CheckedAt: now,
@@ -165,15 +180,7 @@ func (b *Bridge) checkGroup(ctx context.Context, g operator.OperatorGroup) {
 		if err != nil {
 			h.Error = err.Error()
 		}
-		b.health.mu.Lock()
-		prev, seen := b.health.env[e.Environment.ID]
-		h.Changed = !seen || prev.Healthy != h.Healthy
-		b.health.env[e.Environment.ID] = h
-		b.health.mu.Unlock()
-		if h.Changed {
-			b.log.Info("operator health changed", "environment", h.Environment, "endpoint", h.Endpoint,
-				"healthy", h.Healthy, "error", h.Error)
-		}
+		h.Changed = b.health.changed(h)
 		msg, merr := events.NewHealth(b.source, h)
 		if merr != nil {
 			b.log.Error("encode health", "environment", h.Environment, "err", merr)
@@ -184,15 +191,121 @@ func (b *Bridge) checkGroup(ctx context.Context, g operator.OperatorGroup) {
 			b.log.Warn("health not stored", "environment", h.Environment, "err", perr)
 			continue
 		}
-		futures = append(futures, f)
+		pending = append(pending, sent{h, f})
 	}
-	for _, f := range futures {
+	wait := min(b.cfg.HealthInterval, healthStoreWait)
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for i, p := range pending {
 		select {
-		case <-f.Ok():
-		case perr := <-f.Err():
-			b.log.Warn("health not stored", "subject", f.Msg().Subject, "err", perr)
+		case <-p.f.Ok():
+			if b.recordHealth(p.h) {
+				b.log.Info("operator health changed", "environment", p.h.Environment, "endpoint", p.h.Endpoint,
+					"healthy", p.h.Healthy, "error", p.h.Error)
+			}
+		case perr := <-p.f.Err():
+			b.log.Warn("health not stored", "environment", p.h.Environment, "err", perr)
+		case <-deadline.C:
+			b.log.Warn("health not stored: no acknowledgement", "endpoint", g.Endpoint,
+				"environments", len(pending)-i, "waited", wait)
+			return
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// healthStoreWait bounds the wait for a check's events to be stored (or the
+// health interval, when shorter); what is not confirmed by then is sent
+// again at the next check. Without it, a publish that no stream answers
+// while someone listens live would hold the health loop for good.
+const healthStoreWait = 10 * time.Second
+
+// current reports whether e is still the active entry of its environment.
+func (b *Bridge) current(e operator.Entry) bool {
+	cur, err := b.manager.Lookup(e.Environment.ID)
+	return err == nil && cur.Operator == e.Operator
+}
+
+// noteCheck records the outcome of g's health check (circuit, gauge, run of
+// failures) for the entries of g that are still current, and returns them
+// with the run of failures. Holding the board's lock, it cannot bring back
+// what forgetGone drops.
+func (b *Bridge) noteCheck(g operator.OperatorGroup, err error) ([]operator.Entry, int) {
+	h := b.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var entries []operator.Entry
+	for _, e := range g.Entries {
+		if b.current(e) {
+			entries = append(entries, e)
+		}
+	}
+	if len(entries) == 0 {
+		return nil, 0
+	}
+	b.circuits.Checked(g.Endpoint, err)
+	healthy := 0.0
+	if err == nil {
+		healthy = 1
+	}
+	b.metrics.healthy.WithLabelValues(g.Endpoint).Set(healthy)
+	h.gauged[g.Endpoint] = true
+	if err == nil {
+		h.failures[g.Operator] = 0
+	} else {
+		h.failures[g.Operator]++
+	}
+	return entries, h.failures[g.Operator]
+}
+
+// recordHealth keeps health, stored, as its environment's last, unless the
+// environment went away meanwhile; it reports whether the health changed.
+func (b *Bridge) recordHealth(health events.Health) bool {
+	h := b.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, err := b.manager.Lookup(health.Environment); err != nil {
+		return false
+	}
+	prev, seen := h.env[health.Environment]
+	h.env[health.Environment] = health
+	return !seen || prev.Healthy != health.Healthy
+}
+
+// forgetGone drops the last health of environments that are gone or
+// inactive, and the failure counts, circuits and per-endpoint series of
+// operators and endpoints that no active environment uses any more. An
+// environment that comes back starts afresh: its first event says changed.
+func (b *Bridge) forgetGone() {
+	envs := map[string]bool{}
+	ops := map[operator.Operator]bool{}
+	endpoints := map[string]bool{}
+	for _, e := range b.manager.Entries() {
+		if !e.Environment.Inactive {
+			envs[e.Environment.ID], ops[e.Operator], endpoints[e.Endpoint] = true, true, true
+		}
+	}
+	h := b.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id := range h.env {
+		if !envs[id] {
+			delete(h.env, id)
+		}
+	}
+	for op := range h.failures {
+		if !ops[op] {
+			delete(h.failures, op)
+		}
+	}
+	for ep := range h.gauged {
+		if !endpoints[ep] {
+			delete(h.gauged, ep)
+			b.metrics.healthy.DeleteLabelValues(ep)
+		}
+	}
+	for _, ep := range b.circuits.forget(endpoints) {
+		b.metrics.circuit.DeleteLabelValues(ep)
 	}
 }

@@ -7,9 +7,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/boreas/operator-bridge/bridge"
 	"github.com/boreas/operator-bridge/events"
+	"github.com/boreas/operator-bridge/operator"
 	"github.com/boreas/operator-bridge/operator/operatortest"
 )
 
@@ -86,12 +89,16 @@ func TestHealthEvents(t *testing.T) {
 		if !e.Healthy && (e.Error == "" || e.ConsecutiveFailures < 1) {
 			t.Fatalf("unhealthy event without error or count: %+v", e)
 		}
+		// One failed check opens the endpoint's circuit.
+		if !e.Healthy && e.Circuit != "open" {
+			t.Fatalf("unhealthy event with the circuit %q, want open: %+v", e.Circuit, e)
+		}
 	}
 	w.k8s.SetFault(operatortest.Fault{})
 	w.eventually(5*time.Second, "healthy again", func() bool {
 		evs := h.of("env-k8s")
 		last := evs[len(evs)-1]
-		return last.Healthy && last.ConsecutiveFailures == 0
+		return last.Healthy && last.ConsecutiveFailures == 0 && last.Circuit == "closed"
 	})
 
 	// The last health of each environment is in the environments reply and
@@ -136,7 +143,7 @@ func TestEnvironmentsFromBucketLive(t *testing.T) {
 	}
 	w.eventually(5*time.Second, "env-k8s inactive", func() bool {
 		e, err := r.b.Manager().Lookup("env-k8s")
-		return err != nil && !e.Environment.Active
+		return err != nil && e.Environment.Inactive
 	})
 	if res := w.result(w.deploy("env-k8s", events.DeployRequest{App: "a", Version: "v1"})); res.Error == nil || res.Error.Code != events.CodeEnvironmentInactive {
 		t.Fatalf("inactive: %+v", res)
@@ -182,5 +189,171 @@ func TestBucketEnvironmentsAtStart(t *testing.T) {
 	r := w.startBridge()
 	if _, err := r.b.Manager().Lookup("env-early"); err != nil {
 		t.Fatalf("env-early not loaded at start: %v", err)
+	}
+}
+
+// Health is known soon after start, whatever the interval: the first round
+// checks every endpoint at once.
+func TestHealthKnownAtStart(t *testing.T) {
+	w := newWorld(t)
+	h := w.watchHealth()
+	w.startBridge(func(o *bridgeOpts) { o.cfg.HealthInterval = time.Hour })
+	w.eventually(10*time.Second, "health of every active environment", func() bool {
+		for _, env := range []string{"env-k8s", "env-k8s-2", "env-pm", "env-mock"} {
+			if len(h.of(env)) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// storedHealth reads env's health events stored in HEALTH, oldest first.
+func (w *world) storedHealth(env string) []events.Health {
+	w.t.Helper()
+	ctx := w.t.Context()
+	cons, err := w.js.OrderedConsumer(ctx, events.StreamHealth, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"operator.health." + env}})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var out []events.Health
+	for range ci.NumPending {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			w.t.Fatalf("reading stored health: %v", err)
+		}
+		_, h, err := events.DecodeHealth(m.Headers(), m.Data())
+		if err != nil {
+			w.t.Fatalf("stored health: %v", err)
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// A health event that could not be stored is published again at the next
+// check, still saying the health changed: no change is lost.
+func TestHealthChangeNotStoredIsSentAgain(t *testing.T) {
+	w := newWorld(t)
+	h := w.watchHealth()
+	w.startBridge(func(o *bridgeOpts) { o.cfg.HealthInterval = 200 * time.Millisecond })
+	w.eventually(10*time.Second, "a stored healthy event of env-k8s", func() bool {
+		s := w.storedHealth("env-k8s")
+		return len(s) > 0 && s[0].Healthy
+	})
+	// HEALTH goes away: the bridge's events reach live subscribers, but
+	// nothing stores them.
+	if err := w.js.DeleteStream(t.Context(), events.StreamHealth); err != nil {
+		t.Fatal(err)
+	}
+	seen := len(h.of("env-k8s"))
+	w.k8s.SetFault(operatortest.Fault{HealthDown: true})
+	w.eventually(10*time.Second, "an unhealthy event, not stored", func() bool {
+		evs := h.of("env-k8s")
+		for _, e := range evs[seen:] {
+			if !e.Healthy {
+				return true
+			}
+		}
+		return false
+	})
+	for _, sc := range events.StreamConfigs() {
+		if sc.Name == events.StreamHealth {
+			if _, err := w.js.CreateStream(t.Context(), sc); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	w.eventually(10*time.Second, "a stored unhealthy event of env-k8s", func() bool { return len(w.storedHealth("env-k8s")) > 0 })
+	if got := w.storedHealth("env-k8s")[0]; got.Healthy || !got.Changed {
+		t.Fatalf("first stored event after the failed publish = %+v, want unhealthy and changed", got)
+	}
+}
+
+// gaugeOf reports the value of a per-endpoint gauge, and whether the series
+// exists.
+func gaugeOf(t *testing.T, reg *prometheus.Registry, name, endpoint string) (float64, bool) {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "endpoint" && l.GetValue() == endpoint {
+					return m.GetGauge().GetValue(), true
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+// When an environment goes away, so do its health, and the circuit and the
+// series of an endpoint no environment uses any more; one that comes back
+// starts afresh.
+func TestRemovedEnvironmentsAreForgotten(t *testing.T) {
+	w := newWorld(t)
+	h := w.watchHealth()
+	reg := prometheus.NewRegistry()
+	w.startBridge(func(o *bridgeOpts) {
+		o.cfg.HealthInterval = 200 * time.Millisecond
+		o.cfg.Registerer = reg
+	})
+	extra := operatortest.NewServer(operator.Physical)
+	t.Cleanup(extra.Close)
+	extra.SetFault(operatortest.Fault{HealthDown: true})
+	kv, err := w.js.KeyValue(t.Context(), "environments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := []byte(`{"id":"env-gone","type":"pm","operator_url":"` + extra.URL + `"}`)
+	if _, err := kv.Put(t.Context(), "env-gone", entry); err != nil {
+		t.Fatal(err)
+	}
+	const healthy, circuit = "operator_bridge_operator_healthy", "operator_bridge_circuit_state"
+	w.eventually(10*time.Second, "env-gone unhealthy, its endpoint's circuit open", func() bool {
+		hv, hok := gaugeOf(t, reg, healthy, extra.URL)
+		cv, cok := gaugeOf(t, reg, circuit, extra.URL)
+		return len(h.of("env-gone")) > 0 && hok && hv == 0 && cok && cv == 1
+	})
+
+	if err := kv.Delete(t.Context(), "env-gone"); err != nil {
+		t.Fatal(err)
+	}
+	w.eventually(10*time.Second, "the series of env-gone's endpoint gone", func() bool {
+		_, hok := gaugeOf(t, reg, healthy, extra.URL)
+		_, cok := gaugeOf(t, reg, circuit, extra.URL)
+		return !hok && !cok
+	})
+	// Endpoints still in use keep theirs.
+	if _, ok := gaugeOf(t, reg, healthy, w.k8s.URL); !ok {
+		t.Fatal("the series of an endpoint still in use went away")
+	}
+
+	back := time.Now()
+	if _, err := kv.Put(t.Context(), "env-gone", entry); err != nil {
+		t.Fatal(err)
+	}
+	var first events.Health
+	w.eventually(10*time.Second, "env-gone's health after it came back", func() bool {
+		for _, e := range h.of("env-gone") {
+			if e.CheckedAt.After(back) {
+				first = e
+				return true
+			}
+		}
+		return false
+	})
+	if first.Healthy || !first.Changed {
+		t.Fatalf("first health after coming back = %+v, want unhealthy and changed", first)
 	}
 }

@@ -142,5 +142,5 @@ func TestUnmanagedStreamsMustExist(t *testing.T) {
 	}
 	// Once the streams exist (made by a managing bridge), an unmanaged one runs.
 	w.startBridge().stop(t)
-	w.startBridge(func(o *bridgeOpts) { o.cfg.ManageStreams = false })
+	w.startBridge(func(o *bridgeOpts) { o.cfg.ExternalStreams = true })
 }

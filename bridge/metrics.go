@@ -16,6 +16,11 @@ type metrics struct {
 	circuit      *prometheus.GaugeVec // endpoint; 0 closed, 1 open, 2 half open
 	environments prometheus.Gauge
 	healthy      *prometheus.GaugeVec // endpoint
+	// leaseConflicts counts requests that found their key's lease held by
+	// another replica; orderErrors order state that could not be read.
+	leaseConflicts prometheus.Counter
+	orderErrors    prometheus.Counter
+	forwarded      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -53,8 +58,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "operator_bridge", Name: "operator_healthy",
 			Help: "1 when the last health check of an operator endpoint passed.",
 		}, []string{"endpoint"}),
+		leaseConflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "operator_bridge", Name: "lease_conflicts_total",
+			Help: "Deploy requests that found their environment and app being applied by another replica, and waited.",
+		}),
+		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "operator_bridge", Name: "forwarded_total",
+			Help: "Deploy requests handed to the replica holding their environment and app.",
+		}),
+		orderErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "operator_bridge", Name: "order_state_errors_total",
+			Help: "Order state that could not be read; the request of that environment and app was retried.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.callSeconds, m.inFlight, m.redeliveries, m.deadLetters, m.circuit, m.environments, m.healthy} {
+	for _, c := range []prometheus.Collector{m.events, m.callSeconds, m.inFlight, m.redeliveries, m.deadLetters, m.circuit, m.environments, m.healthy, m.leaseConflicts, m.orderErrors, m.forwarded} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -12,25 +12,42 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// The order step keeps contract §3 across replicas and restarts. Its state is
-// one key per environment and app in the key-value bucket OrderBucket:
+// The order step keeps the order rules of docs/contract.md across replicas,
+// restarts, pauses and NATS leader changes. Its state is one key per
+// environment and app in the key-value bucket OrderBucket:
 //
-//	{"applied": {id, time, seq}, "lease": {owner, expires, ...}, "tries": {id, n}, "wanted": {owner, until}}
+//	{"applied": ref, "floor": ref, "sent": {ref, fence, attempt}, "recent": [...], "refused": {id, n},
+//	 "fence": n, "lease": {owner, ttl_ms}, "wanted": owner}
 //
-// A replica calls an operator for a key only while it holds the key's lease,
-// taken and renewed with compare-and-set writes, so two replicas never apply
-// the same key at once; "applied" only moves forward, so an older request is
-// superseded and a replayed one is recognised.
+//   - applied is the newest request known to be applied; floor the newest one
+//     that may have reached the operator (applied, or sent with no answer
+//     recorded). Both only move forward. A request before floor (or before
+//     sent) is superseded and never sent, so the operator never goes back.
+//   - sent is the request being sent, written before its operator call: if
+//     the replica dies or pauses after the call, everyone still knows the
+//     request may have been applied. A retry of the same request repeats its
+//     fence; every other request gets the next one (fence + 1), so fences
+//     grow strictly per key, across replicas and restarts.
+//   - recent remembers a few requests that left applied or sent, so a late
+//     copy of one (its result lost with a NATS leader) learns what happened
+//     to it instead of being told it was never sent.
+//   - lease names the one replica that may call the operator for the key.
 //
-// Writes are the cost, so a replica keeps a key's lease after applying a
-// request (Commit renews it in the same write that records the request) and
-// lets it go only once the key has been idle for a short linger. A steady
-// stream of one key's requests then costs one write each; a lone request
-// costs two (lease, then commit). Another replica that finds the lease held
-// marks the key wanted; the holder then lets the lease go at its next write,
-// and stops taking it anew while the mark lasts, so no replica starves.
-// The local cache saves reads: a stale entry only costs a failed
-// compare-and-set and a read.
+// No wall clock is compared across machines. The holder counts its lease on
+// its own monotonic clock from just before the write that took it, and gives
+// its operator call a deadline inside that. Another replica judges the lease
+// by how long it has itself seen the same revision of the key unchanged: it
+// takes over only after seeing it unchanged for the lease's length plus
+// leaseDrift (clock rates differing by up to 1%) and leaseGuard. Its first
+// sight of that revision comes after the holder's write, so the holder's
+// lease has ended by then on either clock.
+//
+// Every request that proceeds costs one compare-and-set write (the lease,
+// its sent mark and its fence together). What happened to it (applied,
+// refused, unknown) is kept in this replica's memory and folded into the
+// next write of the key: the next request's, or the one that frees the lease
+// after the key has been idle for a short linger. A steady stream of one
+// key's requests costs one write each; a lone request two.
 
 // ref identifies a request in the order of its key: CloudEvent time (or
 // stored time), then stream sequence.
@@ -48,58 +65,138 @@ func (r ref) before(o ref) bool {
 	return r.Seq < o.Seq
 }
 
-type lease struct {
-	Owner   string    `json:"owner"`
-	Expires time.Time `json:"expires"`
+// newest returns the later of two refs, either of which may be nil.
+func newest(a, b *ref) *ref {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	case a.before(*b):
+		return b
+	}
+	return a
 }
 
+// sending is the request being sent to the operator (or sent, with no answer
+// recorded yet).
+type sending struct {
+	ref
+	Fence   uint64 `json:"fence"`
+	Attempt int    `json:"attempt"` // operator calls for this request, this one included
+}
+
+// past is a request that left applied or sent.
+type past struct {
+	ID      string `json:"id"`
+	Applied bool   `json:"applied"` // false: sent, and whether it was applied is not known
+}
+
+// tries counts the operator calls of a request the operator refused, so
+// that the same request sent anew counts on from there.
 type tries struct {
 	ID string `json:"id"`
 	N  int    `json:"n"`
 }
 
-// want marks a key as wanted by a replica that found its lease held.
-type want struct {
-	Owner string    `json:"owner"`
-	Until time.Time `json:"until"`
+// maxRecent bounds the requests remembered in recent.
+const maxRecent = 16
+
+type lease struct {
+	Owner string `json:"owner"`
+	TTLMS int64  `json:"ttl_ms"`
+	// Forward is where the holder takes requests of the key that reach
+	// other replicas (forward.go).
+	Forward string `json:"forward,omitempty"`
 }
 
+func (l *lease) ttl() time.Duration { return time.Duration(l.TTLMS) * time.Millisecond }
+
 type orderState struct {
-	Applied *ref   `json:"applied,omitempty"`
-	Lease   *lease `json:"lease,omitempty"`
-	Tries   *tries `json:"tries,omitempty"`
-	Wanted  *want  `json:"wanted,omitempty"`
+	Applied *ref     `json:"applied,omitempty"`
+	Floor   *ref     `json:"floor,omitempty"`
+	Sent    *sending `json:"sent,omitempty"`
+	Recent  []past   `json:"recent,omitempty"`
+	Refused *tries   `json:"refused,omitempty"`
+	Fence   uint64   `json:"fence,omitempty"`
+	Lease   *lease   `json:"lease,omitempty"`
+	Wanted  string   `json:"wanted,omitempty"`
+}
+
+// top is the newest request that may have reached the operator.
+func (s *orderState) top() *ref {
+	t := newest(s.Applied, s.Floor)
+	if s.Sent != nil {
+		t = newest(t, &s.Sent.ref)
+	}
+	return t
+}
+
+// remember puts p first in recent, keeping maxRecent entries.
+func (s *orderState) remember(p past) {
+	r := make([]past, 0, maxRecent)
+	r = append(r, p)
+	for _, q := range s.Recent {
+		if q.ID != p.ID && len(r) < maxRecent {
+			r = append(r, q)
+		}
+	}
+	s.Recent = r
 }
 
 // verdict is what the order step says about a request.
 type verdict int
 
 const (
-	proceed        verdict = iota // lease held: call the operator
-	alreadyApplied                // this id is the one applied last
-	superseded                    // a newer request was applied
-	wait                          // another replica holds or wants the lease
+	proceed        verdict = iota // lease held and the request marked sent: call the operator
+	alreadyApplied                // this request was applied (the last one, or an earlier one since overtaken)
+	superseded                    // a newer request was applied or sent
+	wait                          // another replica holds or asked for the lease
+	elsewhere                     // another replica holds the lease: hand the request to it
 )
 
-// ticket is what Begin hands to Commit or Release.
+// ticket is what Begin says about a request.
 type ticket struct {
 	key     string
 	req     ref
-	rev     uint64
-	state   orderState
 	verdict verdict
-	// winner is the applied request's id, for alreadyApplied and superseded.
-	winner string
-	// attempt counts the operator calls for this request id, this one included.
+	// winner is, for alreadyApplied, the request applied last, and for
+	// superseded the newer request that overtook this one; winnerApplied
+	// says whether that one is known applied (or only sent).
+	winner        string
+	winnerApplied bool
+	// sentBefore says this request itself reached the operator before
+	// (superseded: answer unknown; alreadyApplied: applied, then overtaken).
+	sentBefore bool
+	// attempt counts the operator calls for this request, this one included.
 	attempt int
+	// fence is the apply's Boreas-Fence.
+	fence uint64
+	// deadline is when the operator call must have ended: inside the lease.
+	deadline time.Time
 	// waitFor is how long to wait before trying again, for wait.
 	waitFor time.Duration
+	// holder is where the lease holder takes requests, for elsewhere.
+	holder string
 }
+
+// sendOutcome is what an operator call said about whether it applied.
+type sendOutcome int
+
+const (
+	outcomeApplied sendOutcome = iota // the operator accepted it
+	outcomeRefused                    // the operator said no: not applied
+	outcomeUnknown                    // no answer: it may have been applied
+)
+
+// ErrOrderState is wrapped by the errors of order state that cannot be read.
+var ErrOrderState = errors.New("order state cannot be read")
 
 // orderBook is the order step over a key-value bucket.
 type orderBook struct {
 	kv       jetstream.KeyValue
 	owner    string        // this replica, unique per process
+	forward  string        // where this replica takes forwarded requests ("" for none)
 	call     time.Duration // the longest an operator call may take
 	leaseTTL time.Duration // one call and the writes around it, with room to spare
 	linger   time.Duration // how long an idle key's lease is kept
@@ -107,7 +204,10 @@ type orderBook struct {
 
 	mu    sync.Mutex
 	cache map[string]cached
-	kept  map[string]time.Time // keys whose lease this replica keeps, and since when
+	mine  map[string]held      // keys whose lease this replica took, and when
+	seen  map[string]sighting  // other replicas' leases: since when this revision is seen
+	done  map[string]outcomeOf // what happened to this replica's last send of a key, not yet written
+	kept  map[string]time.Time
 }
 
 type cached struct {
@@ -115,22 +215,47 @@ type cached struct {
 	state orderState
 }
 
-// maxCached bounds the local cache; past it the cache starts afresh (it is
-// only a read saver: a stale entry costs one failed compare-and-set).
+type held struct {
+	rev     uint64
+	takenAt time.Time // just before the write that took the lease (monotonic)
+}
+
+type sighting struct {
+	rev   uint64
+	since time.Time // monotonic
+}
+
+type outcomeOf struct {
+	id      string
+	outcome sendOutcome
+}
+
+// maxCached bounds each local map; past it a map starts afresh (the cache
+// only saves reads; a forgotten sighting only makes a wait start over).
 const maxCached = 100_000
 
-// defaultLinger is how long a replica keeps an idle key's lease.
-const defaultLinger = 200 * time.Millisecond
-
-// leaseMargin is what a lease holds beyond one operator call: the writes and
-// the result around it, and clocks that differ a little between replicas.
-const leaseMargin = 5 * time.Second
+// Lease timing. leaseMargin is what a lease holds beyond one operator call
+// (the write that takes it and the one around the result); leaseGuard is
+// kept free at the end of a lease; leaseDrift is the difference in clock
+// rates that another replica allows for when it times a lease.
+const (
+	defaultLinger = 200 * time.Millisecond
+	leaseMargin   = 5 * time.Second
+	leaseGuard    = time.Second
+	leaseDrift    = 0.01
+	// minCall is the least time left in a lease for an operator call to go.
+	minCall = 500 * time.Millisecond
+	// wantedFor is how long a replica's request for a free key is honoured
+	// while the key's revision stays unchanged.
+	wantedFor = 2 * time.Second
+)
 
 // newOrderBook keeps order in kv for the replica owner, whose operator calls
-// take at most call.
+// take at most call: the lease and the calls' deadlines both come from it.
 func newOrderBook(kv jetstream.KeyValue, owner string, call time.Duration) *orderBook {
 	return &orderBook{kv: kv, owner: owner, call: call, leaseTTL: call + leaseMargin, linger: defaultLinger, now: time.Now,
-		cache: make(map[string]cached), kept: make(map[string]time.Time)}
+		cache: make(map[string]cached), mine: make(map[string]held), seen: make(map[string]sighting),
+		done: make(map[string]outcomeOf), kept: make(map[string]time.Time)}
 }
 
 // orderKey is the bucket key of an environment and app. Apps may hold dots,
@@ -159,8 +284,8 @@ func (o *orderBook) load(ctx context.Context, key string, fresh bool) (cached, e
 	}
 	var st orderState
 	if err := json.Unmarshal(e.Value(), &st); err != nil {
-		// A value we cannot read is replaced by the next write; treat it as empty.
-		st = orderState{}
+		// Never read as empty: that would forget what was applied.
+		return cached{}, fmt.Errorf("%w: %s at revision %d: %v", ErrOrderState, key, e.Revision(), err)
 	}
 	c := cached{rev: e.Revision(), state: st}
 	o.remember(key, c)
@@ -173,12 +298,6 @@ func (o *orderBook) remember(key string, c cached) {
 		clear(o.cache)
 	}
 	o.cache[key] = c
-	o.mu.Unlock()
-}
-
-func (o *orderBook) forget(key string) {
-	o.mu.Lock()
-	delete(o.cache, key)
 	o.mu.Unlock()
 }
 
@@ -195,7 +314,9 @@ func (o *orderBook) write(ctx context.Context, key string, rev uint64, st orderS
 		next, err = o.kv.Update(ctx, key, data, rev)
 	}
 	if err != nil {
-		o.forget(key)
+		o.mu.Lock()
+		delete(o.cache, key)
+		o.mu.Unlock()
 		return 0, err
 	}
 	o.remember(key, cached{rev: next, state: st})
@@ -210,24 +331,83 @@ func isConflict(err error) bool {
 // maxRaces bounds how often a step re-reads after losing a compare-and-set.
 const maxRaces = 16
 
-// held reports whether this replica holds the lease of st with time to spare
-// for one more operator call. While it does, no other replica applies the
-// key, and the cached applied request is the truth.
-func (o *orderBook) held(st orderState, now time.Time) bool {
-	l := st.Lease
-	return l != nil && l.Owner == o.owner && now.Add(o.call+leaseMargin/2).Before(l.Expires)
+// fold writes into st what this replica knows happened to its last send of
+// key, if st still names that send.
+func (o *orderBook) fold(key string, st *orderState) {
+	o.mu.Lock()
+	d, ok := o.done[key]
+	o.mu.Unlock()
+	if !ok || st.Sent == nil || st.Sent.ID != d.id {
+		return
+	}
+	switch d.outcome {
+	case outcomeApplied:
+		r := st.Sent.ref
+		if st.Applied != nil && st.Applied.ID != r.ID && st.Applied.before(r) {
+			st.remember(past{ID: st.Applied.ID, Applied: true})
+		}
+		st.Applied = newest(st.Applied, &r)
+		st.Floor = newest(st.Floor, &r)
+		st.Sent, st.Refused = nil, nil
+	case outcomeRefused:
+		st.Refused = &tries{ID: st.Sent.ID, N: st.Sent.Attempt}
+		st.Sent = nil
+	}
 }
 
-// wantedByOther reports whether another replica has marked st wanted.
-func (o *orderBook) wantedByOther(st orderState, now time.Time) bool {
-	w := st.Wanted
-	return w != nil && w.Owner != o.owner && now.Before(w.Until)
+// folded forgets the local outcome of key once a write carried it.
+func (o *orderBook) folded(key string, st orderState) {
+	o.mu.Lock()
+	if d, ok := o.done[key]; ok && (st.Sent == nil || st.Sent.ID != d.id) {
+		delete(o.done, key)
+	}
+	o.mu.Unlock()
+}
+
+// lapsed reports whether another replica's lease (or request for the key) at
+// revision rev has been seen unchanged long enough, and if not how long to
+// wait. It never compares clocks across machines.
+func (o *orderBook) lapsed(key string, rev uint64, length time.Duration) (bool, time.Duration) {
+	now := o.now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s, ok := o.seen[key]
+	if !ok || s.rev != rev {
+		if len(o.seen) >= maxCached {
+			clear(o.seen)
+		}
+		o.seen[key] = sighting{rev: rev, since: now}
+		return false, length
+	}
+	if left := length - now.Sub(s.since); left > 0 {
+		return false, left
+	}
+	return true, 0
+}
+
+// resight carries the sighting of revision from over to revision to, which
+// this replica wrote itself: its compare-and-set proves nobody else wrote in
+// between, so the lease it times is still the one first seen at from.
+func (o *orderBook) resight(key string, from, to uint64) {
+	o.mu.Lock()
+	if s, ok := o.seen[key]; ok && s.rev == from {
+		o.seen[key] = sighting{rev: to, since: s.since}
+	}
+	o.mu.Unlock()
+}
+
+// observeFor is how long another replica's lease of ttl must be seen unchanged.
+func observeFor(ttl time.Duration) time.Duration {
+	return ttl + time.Duration(float64(ttl)*leaseDrift) + leaseGuard
 }
 
 // Begin decides what to do with request r of key and, when it may proceed,
-// makes sure this replica holds the key's lease. The caller holds the key's
-// local lock (keyLocks) from Begin to Commit or Release.
-func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error) {
+// takes the key's lease, marks r sent and hands it its fence, in one write.
+// With mayForward, a lease held by another replica that takes forwarded
+// requests gives the verdict elsewhere (from the cache: a holder that let go
+// meanwhile takes the lease itself). The caller runs one request of a key at
+// a time (keyQueues).
+func (o *orderBook) Begin(ctx context.Context, key string, r ref, mayForward bool) (ticket, error) {
 	fresh := false
 	for range maxRaces {
 		c, err := o.load(ctx, key, fresh)
@@ -235,52 +415,87 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error
 			return ticket{}, err
 		}
 		st := c.state
-		t := ticket{key: key, req: r, rev: c.rev, state: st}
-		now := o.now()
-		// The applied request only moves forward, so these two verdicts
-		// hold even when the cache is behind.
-		if a := st.Applied; a != nil {
-			if a.ID == r.ID {
-				t.verdict, t.winner = alreadyApplied, a.ID
+		o.fold(key, &st)
+		t := ticket{key: key, req: r}
+		// What happened to r itself, or to newer requests, holds even when
+		// the cache is behind: applied, floor and recent only move forward.
+		if a := st.Applied; a != nil && a.ID == r.ID {
+			t.verdict, t.winner, t.winnerApplied = alreadyApplied, a.ID, true
+			return t, nil
+		}
+		resend := st.Sent != nil && st.Sent.ID == r.ID
+		if top := st.top(); !resend && top != nil && r.before(*top) {
+			t.winner = top.ID
+			t.winnerApplied = st.Applied != nil && st.Applied.ID == top.ID
+			t.verdict = superseded
+			for _, p := range st.Recent {
+				if p.ID == r.ID {
+					t.sentBefore = true
+					if p.Applied {
+						t.verdict = alreadyApplied
+					}
+				}
+			}
+			return t, nil
+		}
+		if l := st.Lease; l != nil && l.Owner != o.owner {
+			if mayForward && l.Forward != "" {
+				t.verdict, t.holder = elsewhere, l.Forward
 				return t, nil
 			}
-			if r.before(*a) {
-				t.verdict, t.winner = superseded, a.ID
+			if !fresh {
+				fresh = true // the cache may be behind: make sure before waiting
+				continue
+			}
+			gone, left := o.lapsed(key, c.rev, observeFor(l.ttl()))
+			if !gone {
+				t.verdict, t.waitFor = wait, min(left, 2*o.linger+time.Second)
+				if st.Wanted != o.owner {
+					// Ask the holder to let go at its next write.
+					st.Wanted = o.owner
+					if rev, err := o.write(ctx, key, c.rev, st); err == nil {
+						o.resight(key, c.rev, rev)
+					}
+				}
+				return t, nil
+			}
+		} else if st.Wanted != "" && st.Wanted != o.owner {
+			// Another replica asked for the key: let it have its turn, as
+			// long as it keeps asking.
+			if !fresh {
+				fresh = true
+				continue
+			}
+			if gone, left := o.lapsed(key, c.rev, wantedFor); !gone {
+				t.verdict, t.waitFor = wait, min(left, 2*o.linger)
+				if st.Lease != nil { // ours: give it up now
+					o.free(ctx, key)
+				}
 				return t, nil
 			}
 		}
-		t.attempt = 1
-		if st.Tries != nil && st.Tries.ID == r.ID {
-			t.attempt = st.Tries.N + 1
-		}
-		if o.held(st, now) {
-			// Kept from an earlier request: no write needed to go on.
-			o.unkeep(key)
-			t.verdict = proceed
-			return t, nil
-		}
-		taken := st.Lease != nil && st.Lease.Owner != o.owner && now.Before(st.Lease.Expires)
-		if (taken || o.wantedByOther(st, now)) && !fresh {
-			// The cache may be behind: make sure before waiting. (A write
-			// needs no such care: its compare-and-set checks.)
-			fresh = true
-			continue
-		}
-		if taken {
-			t.verdict = wait
-			t.waitFor = min(st.Lease.Expires.Sub(now), 2*o.linger)
-			o.markWanted(ctx, key, c.rev, st, now)
-			return t, nil
-		}
-		if o.wantedByOther(st, now) {
-			// Let the replica that asked have its turn.
-			t.verdict, t.waitFor = wait, 2*o.linger
-			return t, nil
-		}
+
 		next := st
-		next.Lease = &lease{Owner: o.owner, Expires: now.Add(o.leaseTTL)}
-		next.Tries = &tries{ID: r.ID, N: t.attempt}
-		next.Wanted = nil
+		if resend {
+			t.attempt = st.Sent.Attempt + 1
+			t.fence = st.Sent.Fence
+		} else {
+			if s := st.Sent; s != nil {
+				// Overtaken before its answer was recorded: it may have
+				// been applied, so nothing older may go after it.
+				next.Floor = newest(next.Floor, &s.ref)
+				next.remember(past{ID: s.ID})
+			}
+			next.Fence++
+			t.attempt, t.fence = 1, next.Fence
+			if st.Refused != nil && st.Refused.ID == r.ID {
+				t.attempt = st.Refused.N + 1
+			}
+		}
+		next.Sent = &sending{ref: r, Fence: t.fence, Attempt: t.attempt}
+		next.Lease = &lease{Owner: o.owner, TTLMS: o.leaseTTL.Milliseconds(), Forward: o.forward}
+		next.Wanted = ""
+		takenAt := o.now() // before the write: the lease counts from here
 		rev, err := o.write(ctx, key, c.rev, next)
 		if isConflict(err) {
 			fresh = true
@@ -289,114 +504,89 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref) (ticket, error
 		if err != nil {
 			return ticket{}, fmt.Errorf("order lease %s: %w", key, err)
 		}
-		t.rev, t.state, t.verdict = rev, next, proceed
+		o.folded(key, next)
+		o.mu.Lock()
+		o.mine[key] = held{rev: rev, takenAt: takenAt}
+		delete(o.kept, key)
+		o.mu.Unlock()
+		t.verdict = proceed
+		t.deadline = takenAt.Add(o.leaseTTL - leaseGuard)
 		return t, nil
 	}
 	return ticket{}, fmt.Errorf("order lease %s: lost %d races in a row", key, maxRaces)
 }
 
-// markWanted asks the holder of key's lease to let it go (best effort: a
-// lost race means someone wrote, which is as good).
-func (o *orderBook) markWanted(ctx context.Context, key string, rev uint64, st orderState, now time.Time) {
-	if w := st.Wanted; w != nil && w.Owner == o.owner && now.Add(o.leaseTTL/2).Before(w.Until) {
-		return // still marked
-	}
-	st.Wanted = &want{Owner: o.owner, Until: now.Add(o.leaseTTL)}
-	_, _ = o.write(ctx, key, rev, st)
+// forgetKey drops key's cached state, so the next look reads it afresh.
+func (o *orderBook) forgetKey(key string) {
+	o.mu.Lock()
+	delete(o.cache, key)
+	o.mu.Unlock()
 }
 
-// settle writes the state that ends a ticket: apply edits it, and the lease
-// is kept (renewed) unless another replica wants the key. On a lost race it
-// re-reads and edits the fresh state, as long as the lease is still this
-// replica's or free.
-func (o *orderBook) settle(ctx context.Context, t ticket, apply func(*orderState)) error {
-	rev, st := t.rev, t.state
+// Left is how long the ticket's lease still covers an operator call; a call
+// must not start with less than minCall left.
+func (o *orderBook) Left(t ticket) time.Duration { return t.deadline.Sub(o.now()) }
+
+// Done records what the operator call of a proceeding ticket said, in this
+// replica's memory only; the next write of the key carries it. The lease is
+// kept for the linger, so the key's next request needs no extra write.
+func (o *orderBook) Done(t ticket, out sendOutcome) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.done) >= maxCached {
+		clear(o.done)
+	}
+	o.done[t.key] = outcomeOf{id: t.req.ID, outcome: out}
+	o.kept[t.key] = o.now()
+}
+
+// Attempts is how many operator calls the request id of key has had, as far
+// as the cached state says.
+func (o *orderBook) Attempts(key, id string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if s := o.cache[key].state.Sent; s != nil && s.ID == id {
+		return s.Attempt
+	}
+	return 0
+}
+
+// free writes what this replica knows of key and drops its lease, if it
+// still has it.
+func (o *orderBook) free(ctx context.Context, key string) {
+	defer func() {
+		o.mu.Lock()
+		delete(o.kept, key)
+		delete(o.mine, key)
+		o.mu.Unlock()
+	}()
+	fresh := false
 	for range maxRaces {
-		now := o.now()
-		next := st
-		apply(&next)
-		keep := false
-		if next.Lease == nil || next.Lease.Owner == o.owner {
-			keep = !o.wantedByOther(next, now)
-			next.Lease = nil
-			if keep {
-				next.Lease = &lease{Owner: o.owner, Expires: now.Add(o.leaseTTL)}
-			}
+		c, err := o.load(ctx, key, fresh)
+		if err != nil {
+			return
 		}
-		_, err := o.write(ctx, t.key, rev, next)
+		if l := c.state.Lease; l == nil || l.Owner != o.owner {
+			return
+		}
+		next := c.state
+		o.fold(key, &next)
+		next.Lease = nil
+		_, err = o.write(ctx, key, c.rev, next)
 		if err == nil {
-			if keep {
-				o.keep(t.key, now)
-			} else {
-				o.unkeep(t.key)
-			}
-			return nil
+			o.folded(key, next)
+			return
 		}
 		if !isConflict(err) {
-			return err
+			return
 		}
-		c, err := o.load(ctx, t.key, true)
-		if err != nil {
-			return err
-		}
-		rev, st = c.rev, c.state
+		fresh = true
 	}
-	return fmt.Errorf("lost %d races in a row", maxRaces)
-}
-
-// Commit records that the ticket's request was applied, in the same write
-// that renews (or, when wanted elsewhere, frees) the lease. If the lease was
-// lost meanwhile, the applied request is still recorded unless a newer one
-// already is.
-func (o *orderBook) Commit(ctx context.Context, t ticket) error {
-	r := t.req
-	err := o.settle(ctx, t, func(st *orderState) {
-		if st.Applied == nil || st.Applied.before(r) {
-			st.Applied = &r
-		}
-		st.Tries = nil
-	})
-	if err != nil {
-		return fmt.Errorf("order commit %s: %w", t.key, err)
-	}
-	return nil
-}
-
-// Release ends a ticket without applying its request. After a failed call
-// it records the try; after a verdict that needed no call it writes nothing
-// (a lease this replica keeps goes at the end of its linger).
-func (o *orderBook) Release(ctx context.Context, t ticket) error {
-	if t.verdict != proceed {
-		if o.held(t.state, o.now()) {
-			o.keep(t.key, o.now())
-		}
-		return nil
-	}
-	n := t.attempt
-	err := o.settle(ctx, t, func(st *orderState) {
-		st.Tries = &tries{ID: t.req.ID, N: n}
-	})
-	if err != nil {
-		return fmt.Errorf("order release %s: %w", t.key, err)
-	}
-	return nil
-}
-
-func (o *orderBook) keep(key string, at time.Time) {
-	o.mu.Lock()
-	o.kept[key] = at
-	o.mu.Unlock()
-}
-
-func (o *orderBook) unkeep(key string) {
-	o.mu.Lock()
-	delete(o.kept, key)
-	o.mu.Unlock()
 }
 
 // sweep lets go of the leases of keys idle for the linger (all of them when
 // all is true, at shutdown). A key in use by a local request is left alone:
-// tryLock takes the key's local lock if it is free.
+// tryLock takes the key if no local request holds or awaits it.
 func (o *orderBook) sweep(ctx context.Context, all bool, tryLock func(key string) (func(), bool)) {
 	now := o.now()
 	var due []string
@@ -417,105 +607,24 @@ func (o *orderBook) sweep(ctx context.Context, all bool, tryLock func(key string
 	}
 }
 
-// free drops this replica's lease of key, if it still has it.
-func (o *orderBook) free(ctx context.Context, key string) {
-	defer o.unkeep(key)
-	fresh := false
-	for range maxRaces {
-		c, err := o.load(ctx, key, fresh)
-		if err != nil {
-			return
-		}
-		if l := c.state.Lease; l == nil || l.Owner != o.owner {
-			return
-		}
-		next := c.state
-		next.Lease = nil
-		_, err = o.write(ctx, key, c.rev, next)
-		if !isConflict(err) {
-			return
-		}
-		fresh = true
-	}
-}
+// sweepTimeout bounds the writes that free every lease at shutdown.
+const sweepTimeout = 2 * time.Second
 
 // runSweeper frees idle leases every half linger until ctx ends, then frees
-// every lease this replica still keeps, so the next replica need not wait.
+// every lease this replica still keeps, each write with a deadline of its
+// own, so the next replica need not wait them out.
 func (o *orderBook) runSweeper(ctx context.Context, tryLock func(string) (func(), bool)) {
 	t := time.NewTicker(o.linger / 2)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			o.sweep(context.WithoutCancel(ctx), true, tryLock)
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sweepTimeout)
+			o.sweep(fctx, true, tryLock)
+			cancel()
 			return
 		case <-t.C:
 			o.sweep(ctx, false, tryLock)
 		}
 	}
-}
-
-// keyLocks serialises the requests of one key inside this process, so that
-// local requests queue here instead of racing for the lease in the bucket.
-type keyLocks struct {
-	mu    sync.Mutex
-	locks map[string]*keyLock
-}
-
-type keyLock struct {
-	ch   chan struct{} // holds one token while locked; size 1 is the lock itself
-	refs int           // holder and waiters; the entry goes with the last
-}
-
-func newKeyLocks() *keyLocks { return &keyLocks{locks: make(map[string]*keyLock)} }
-
-// Lock waits for key's lock or ctx; it returns the unlock function.
-func (k *keyLocks) Lock(ctx context.Context, key string) (func(), error) {
-	k.mu.Lock()
-	l, ok := k.locks[key]
-	if !ok {
-		l = &keyLock{ch: make(chan struct{}, 1)}
-		k.locks[key] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	select {
-	case l.ch <- struct{}{}:
-		return func() { <-l.ch; k.drop(key, l) }, nil
-	case <-ctx.Done():
-		k.drop(key, l)
-		return nil, ctx.Err()
-	}
-}
-
-// TryLock takes key's lock only if no local request holds or awaits it.
-func (k *keyLocks) TryLock(key string) (func(), bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if _, busy := k.locks[key]; busy {
-		return nil, false
-	}
-	l := &keyLock{ch: make(chan struct{}, 1), refs: 1}
-	l.ch <- struct{}{}
-	k.locks[key] = l
-	return func() { <-l.ch; k.drop(key, l) }, true
-}
-
-// Waiting reports how many local requests of key wait behind its holder.
-func (k *keyLocks) Waiting(key string) int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if l, ok := k.locks[key]; ok {
-		return l.refs - 1
-	}
-	return 0
-}
-
-func (k *keyLocks) drop(key string, l *keyLock) {
-	k.mu.Lock()
-	l.refs--
-	if l.refs == 0 {
-		delete(k.locks, key)
-	}
-	k.mu.Unlock()
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/boreas/operator-bridge/events"
 	"github.com/boreas/operator-bridge/operator/operatortest"
 )
@@ -54,10 +56,24 @@ func (w *world) exactlyOneResultEach(ids []string) {
 func TestTwoBridgesOneResultEachAndOrderHolds(t *testing.T) {
 	w := newWorld(t)
 	w.k8s.SetFault(operatortest.Fault{Latency: time.Millisecond})
-	w.startBridge(func(o *bridgeOpts) { o.cfg.Instance = "a" })
-	w.startBridge(func(o *bridgeOpts) { o.cfg.Instance = "b" })
+	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
+	// A window long enough that a slow machine's operator timeouts are
+	// retried rather than reported.
+	w.startBridge(func(o *bridgeOpts) { o.cfg.Instance, o.cfg.Registerer, o.cfg.RetryWindow = "a", regs[0], time.Minute })
+	w.startBridge(func(o *bridgeOpts) { o.cfg.Instance, o.cfg.Registerer, o.cfg.RetryWindow = "b", regs[1], time.Minute })
 	ids := w.load(150)
 	w.exactlyOneResultEach(ids)
+	// A key's requests that reach the replica not holding it are handed to
+	// the holder instead of waiting for its lease.
+	var conflicts, forwarded float64
+	for _, reg := range regs {
+		conflicts += counter(t, reg, "operator_bridge_lease_conflicts_total")
+		forwarded += counter(t, reg, "operator_bridge_forwarded_total")
+	}
+	t.Logf("150 requests: %v forwarded, %v lease conflicts", forwarded, conflicts)
+	if conflicts > forwarded {
+		t.Fatalf("%v requests forwarded and %v waited for another replica's lease", forwarded, conflicts)
+	}
 	// Per app, versions only moved forward on each operator.
 	for app := range 7 {
 		rank := map[string]int{}
@@ -90,6 +106,26 @@ func TestTwoBridgesOneResultEachAndOrderHolds(t *testing.T) {
 	if len(sources) == 0 {
 		t.Fatal("no result sources found")
 	}
+}
+
+// counter reads a counter's value from reg.
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			var v float64
+			for _, m := range mf.GetMetric() {
+				v += m.GetCounter().GetValue()
+			}
+			return v
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
 
 func TestCrashMidLoadThenRestart(t *testing.T) {

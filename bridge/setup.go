@@ -42,17 +42,25 @@ func ConsumerConfigs(ackWait time.Duration, maxInFlight int) map[string]jetstrea
 	}
 }
 
+// OrderStateTTL is how long the order state of an environment and app is
+// kept after its last request.
+const OrderStateTTL = 8 * 24 * time.Hour
+
 // OrderBucketConfig is the bucket of the per environment-and-app order state.
 func OrderBucketConfig() jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:      OrderBucket,
 		Description: "operator-bridge: last applied request and lease per environment and app",
 		History:     1,
-		Storage:     jetstream.FileStorage,
+		// An idle key's state goes after OrderStateTTL, which outlasts the
+		// DEPLOY stream's 7 days: any request that can still be replayed
+		// from the stream finds what was applied after it.
+		TTL:     OrderStateTTL,
+		Storage: jetstream.FileStorage,
 	}
 }
 
-// EnvironmentsBucketConfig is the bucket of environments (contract §6).
+// EnvironmentsBucketConfig is the bucket of environments (docs/operators.md, Environments).
 func EnvironmentsBucketConfig(name string) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:      name,
@@ -66,9 +74,10 @@ func EnvironmentsBucketConfig(name string) jetstream.KeyValueConfig {
 // bucket, or, when the bridge does not manage them, checks they exist.
 func (b *Bridge) setupStreams(ctx context.Context) error {
 	for _, sc := range events.StreamConfigs() {
-		if b.cfg.ManageStreams {
+		if !b.cfg.ExternalStreams {
 			// An update keeps the replica count the operators chose (say 3 on
 			// a cluster); the contract's definition leaves it open.
+			sc.Replicas = b.cfg.Replicas
 			if s, err := b.js.Stream(ctx, sc.Name); err == nil {
 				sc.Replicas = s.CachedInfo().Config.Replicas
 			}
@@ -86,7 +95,7 @@ func (b *Bridge) setupStreams(ctx context.Context) error {
 	}
 	if name := b.cfg.EnvironmentsBucket; name != "" {
 		var err error
-		if b.cfg.ManageStreams {
+		if !b.cfg.ExternalStreams {
 			b.envKV, err = b.js.CreateOrUpdateKeyValue(ctx, b.keepReplicas(ctx, EnvironmentsBucketConfig(name)))
 		} else {
 			b.envKV, err = b.js.KeyValue(ctx, name)
@@ -104,12 +113,14 @@ func (b *Bridge) setupStreams(ctx context.Context) error {
 		return fmt.Errorf("key-value bucket %s: %w", OrderBucket, err)
 	}
 	b.order = newOrderBook(kv, b.owner, b.cfg.OperatorTimeout)
+	b.order.forward = b.inbox
 	return nil
 }
 
 // keepReplicas gives cfg the replica count of the bucket if it exists, so
-// that starting the bridge never scales a bucket down.
+// that starting the bridge never scales a bucket, and Config.Replicas if not.
 func (b *Bridge) keepReplicas(ctx context.Context, cfg jetstream.KeyValueConfig) jetstream.KeyValueConfig {
+	cfg.Replicas = b.cfg.Replicas
 	if kv, err := b.js.KeyValue(ctx, cfg.Bucket); err == nil {
 		if st, err := kv.Status(ctx); err == nil {
 			if s, ok := st.(*jetstream.KeyValueBucketStatus); ok {

@@ -19,6 +19,7 @@ import (
 // event. Status questions never wait on retries: an operator failure gives a
 // degraded result at once.
 func (b *Bridge) handleStatusQuery(ctx context.Context, m jetstream.Msg) {
+	defer b.release(m)
 	start := time.Now()
 	meta, err := m.Metadata()
 	if err != nil {
@@ -41,6 +42,20 @@ func (b *Bridge) handleStatusQuery(ctx context.Context, m jetstream.Msg) {
 		_ = m.Nak()
 		return
 	}
+	if meta.NumDelivered > 1 {
+		// Its result may be stored already, its ack lost.
+		stored, serr := b.answered(ctx, events.StreamStatus, events.StatusResultSubject(env.Environment),
+			events.ResultID(env.ID, meta.Sequence.Stream), meta.Sequence.Stream)
+		if serr != nil {
+			_ = m.NakWithDelay(retryBase)
+			b.log.Warn("status query: cannot tell whether its result is stored; will retry", "id", env.ID, "err", serr)
+			return
+		}
+		if stored {
+			_ = m.Ack()
+			return
+		}
+	}
 	res := b.status(ctx, env, q, err)
 	if ctx.Err() != nil {
 		_ = m.Nak()
@@ -51,7 +66,7 @@ func (b *Bridge) handleStatusQuery(ctx context.Context, m jetstream.Msg) {
 		b.deadLetter(ctx, m, "result cannot be made: "+err.Error())
 		return
 	}
-	if _, err := b.js.PublishMsg(ctx, out); err != nil {
+	if err := b.store(ctx, out); err != nil {
 		_ = m.NakWithDelay(retryBase)
 		b.log.Warn("status result not stored; will retry", "id", env.ID, "err", err)
 		return
@@ -137,22 +152,28 @@ func (b *Bridge) serveStatus(ctx context.Context, r micro.Request) {
 // serveEnvironments answers operator-bridge.environments with every
 // registered environment and its last health.
 func (b *Bridge) serveEnvironments(r micro.Request) {
-	entries := b.manager.Entries()
-	list := make([]events.EnvironmentInfo, len(entries))
-	for i, e := range entries {
-		list[i] = events.EnvironmentInfo{
-			// The environment's own type; with USE_MOCK its operator (and
-			// endpoint) is the mock "whatever its type" (contract §6).
-			ID: e.Environment.ID, Name: e.Environment.Name, Type: string(e.Environment.Type),
-			Endpoint: e.Endpoint, Active: e.Environment.Active, Health: b.health.last(e.Environment.ID),
-		}
-	}
-	data, err := json.Marshal(list)
+	data, err := json.Marshal(b.environmentInfos())
 	if err != nil {
 		_ = r.Error("500", err.Error(), nil)
 		return
 	}
 	_ = r.Respond(data, micro.WithHeaders(micro.Headers{"Content-Type": {"application/json"}}))
+}
+
+// environmentInfos lists every registered environment with this replica's
+// last health of it.
+func (b *Bridge) environmentInfos() []events.EnvironmentInfo {
+	entries := b.manager.Entries()
+	list := make([]events.EnvironmentInfo, len(entries))
+	for i, e := range entries {
+		list[i] = events.EnvironmentInfo{
+			// The environment's own type; with USE_MOCK its operator (and
+			// endpoint) is the mock "whatever its type" (docs/operators.md).
+			ID: e.Environment.ID, Name: e.Environment.Name, Type: string(e.Environment.Type),
+			Endpoint: e.Endpoint, Active: !e.Environment.Inactive, Health: b.health.last(e.Environment.ID),
+		}
+	}
+	return list
 }
 
 func lastToken(subject string) string {

@@ -36,8 +36,15 @@ type Client struct {
 	mu      sync.Mutex
 	closed  bool
 	done    chan struct{}                  // closed by Close
-	subs    map[string]*nats.Subscription  // env -> its deploy.result.<env> subscription
+	subs    map[string]*envSub             // env -> its deploy.result.<env> subscription
 	waiters map[string][]chan DeployResult // request id -> Deploy calls waiting for its result
+}
+
+// envSub is one environment's result subscription, shared by the Deploy
+// calls waiting on that environment and dropped when the last returns.
+type envSub struct {
+	sub   *nats.Subscription
+	users int
 }
 
 // ClientOption configures a Client.
@@ -80,7 +87,7 @@ func NewClient(nc *nats.Conn, opts ...ClientOption) (*Client, error) {
 
 		lookupAfter: 5 * time.Second,
 		done:        make(chan struct{}),
-		subs:        map[string]*nats.Subscription{},
+		subs:        map[string]*envSub{},
 		waiters:     map[string][]chan DeployResult{},
 	}
 	for _, opt := range opts {
@@ -106,11 +113,12 @@ func (c *Client) Close() error {
 	c.closed = true
 	close(c.done)
 	var errs []error
-	for env, sub := range c.subs {
-		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+	for env, s := range c.subs {
+		if err := s.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
 			errs = append(errs, fmt.Errorf("unsubscribe %s: %w", DeployResultSubject(env), err))
 		}
 	}
+	clear(c.subs)
 	return errors.Join(errs...)
 }
 
@@ -145,9 +153,11 @@ func (c *Client) Deploy(ctx context.Context, env string, req DeployRequest, opts
 	if err != nil {
 		return DeployResult{}, err
 	}
-	if err := c.listen(ctx, env); err != nil {
+	release, err := c.listen(ctx, env)
+	if err != nil {
 		return DeployResult{}, err
 	}
+	defer release()
 	ch := c.wait(id)
 	defer c.unwait(id, ch)
 	ack, err := c.js.PublishMsg(ctx, msg)
@@ -189,32 +199,81 @@ func (c *Client) publish(ctx context.Context, msg *nats.Msg) error {
 	return nil
 }
 
-// listen makes sure the client is subscribed to env's results.
-func (c *Client) listen(ctx context.Context, env string) error {
+// listen makes sure the client is subscribed to env's results until the
+// returned release is called; the last release unsubscribes. The lock is
+// not held across the network: the flush that confirms a new subscription
+// runs outside it, and ends when the client is closed.
+func (c *Client) listen(ctx context.Context, env string) (release func(), err error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
-		return ErrClientClosed
+		c.mu.Unlock()
+		return nil, ErrClientClosed
 	}
-	if _, ok := c.subs[env]; ok {
-		return nil
+	if s, ok := c.subs[env]; ok {
+		// Its SUB went out before this call's request will: the server
+		// handles a connection's messages in order.
+		s.users++
+		c.mu.Unlock()
+		return c.releaser(env, s), nil
 	}
 	sub, err := c.nc.Subscribe(DeployResultSubject(env), c.onResult)
 	if err != nil {
-		return fmt.Errorf("subscribe %s: %w", DeployResultSubject(env), err)
+		c.mu.Unlock()
+		return nil, fmt.Errorf("subscribe %s: %w", DeployResultSubject(env), err)
 	}
 	// Results arrive at the subscription's own pace; many Deploy calls to
 	// one environment share it, so do not let the default limits drop them.
 	_ = sub.SetPendingLimits(-1, 64<<20)
+	s := &envSub{sub: sub, users: 1}
+	c.subs[env] = s
+	c.mu.Unlock()
+	release = c.releaser(env, s)
+
 	// The server handles a connection's messages in order, so the request
 	// published after this is seen after the subscription; the flush makes
 	// a failed subscription an error here rather than a silent timeout.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	if err := c.flush(ctx); err != nil {
-		_ = sub.Unsubscribe()
-		return fmt.Errorf("subscribe %s: %w", DeployResultSubject(env), err)
+		release()
+		if c.isClosed() {
+			return nil, ErrClientClosed
+		}
+		return nil, fmt.Errorf("subscribe %s: %w", DeployResultSubject(env), err)
 	}
-	c.subs[env] = sub
-	return nil
+	return release, nil
+}
+
+// releaser returns the func that ends one Deploy call's use of s.
+func (c *Client) releaser(env string, s *envSub) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			s.users--
+			if s.users == 0 && c.subs[env] == s {
+				delete(c.subs, env)
+				_ = s.sub.Unsubscribe() // queues UNSUB; no wait on the server
+			}
+		})
+	}
+}
+
+func (c *Client) isClosed() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func (c *Client) flush(ctx context.Context) error {
@@ -265,7 +324,10 @@ func (c *Client) onResult(m *nats.Msg) {
 	delete(c.waiters, id)
 	c.mu.Unlock()
 	for _, w := range ws {
-		w <- r
+		select {
+		case w <- r:
+		default: // the stored result was first; never block the subscription
+		}
 	}
 }
 
@@ -276,6 +338,9 @@ func (c *Client) findStored(ctx context.Context, env, id string, from uint64, ch
 		FilterSubjects: []string{DeployResultSubject(env)},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    from,
+		// Gone soon after the look ends, not after nats.go's 5 minutes: a
+		// busy publisher must not pile consumers up on DEPLOY.
+		InactiveThreshold: 10 * time.Second,
 	})
 	if err != nil {
 		return // the live subscription may still bring it

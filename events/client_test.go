@@ -496,11 +496,13 @@ func TestClientDeployFindsAResultItMissedLive(t *testing.T) {
 	defer cancel()
 	// The live subscription loses what comes (as while a connection is
 	// down): only the stream still has the result.
-	if err := c.listen(ctx, "env-1"); err != nil {
+	release, err := c.listen(ctx, "env-1")
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer release()
 	c.mu.Lock()
-	err := c.subs["env-1"].Unsubscribe()
+	err = c.subs["env-1"].sub.Unsubscribe()
 	c.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)

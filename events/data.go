@@ -5,10 +5,10 @@ import (
 	"time"
 )
 
-// ErrorCode is a result's error.code (contract §3).
+// ErrorCode is a result's error.code (docs/contract.md, Error codes).
 type ErrorCode string
 
-// The error codes of contract §3.
+// The error codes of docs/contract.md.
 const (
 	CodeInvalidEvent            ErrorCode = "invalid_event"
 	CodeInvalidData             ErrorCode = "invalid_data"
@@ -38,10 +38,10 @@ func (c ErrorCode) Valid() bool {
 	return false
 }
 
-// Outcome is a deploy result's outcome (contract §3).
+// Outcome is a deploy result's outcome (docs/contract.md, Outcomes).
 type Outcome string
 
-// The outcomes of contract §3.
+// The outcomes of docs/contract.md.
 const (
 	Succeeded  Outcome = "succeeded"
 	Failed     Outcome = "failed"
@@ -120,7 +120,7 @@ type VersionStatus struct {
 }
 
 // AppStatus is an app's status as its operator reports it (the same JSON as
-// the operator's status answer, contract §5).
+// the operator's status answer, docs/operators.md).
 type AppStatus struct {
 	App      string          `json:"app"`
 	Healthy  AppHealth       `json:"healthy"`

@@ -47,7 +47,7 @@ type Envelope struct {
 }
 
 // DecodeDeployRequest decodes and validates a deploy request received on
-// subject (deploy.request.<env>), in either content mode (contract §2).
+// subject (deploy.request.<env>), in either content mode (docs/contract.md, CloudEvents on NATS).
 //
 // Errors are *Error: invalid_event when the message is not a valid
 // CloudEvent 1.0, is over MaxEventBytes, has another type than
@@ -59,7 +59,7 @@ type Envelope struct {
 // the error wraps ErrUnidentifiable. On invalid_data the request holds what
 // could be read of it (its app and version, say), so an answer can echo them.
 //
-// The time-ahead rule (contract §2) needs the stored time of the message and
+// The time-ahead rule (docs/contract.md, Request time) needs the stored time of the message and
 // is the caller's to check, with Envelope.Time.
 func DecodeDeployRequest(subject string, h nats.Header, body []byte) (Envelope, DeployRequest, error) {
 	var req DeployRequest
@@ -229,7 +229,26 @@ func decodeData(typ string, data []byte, into any) error {
 	return nil
 }
 
-// checkDeployRequest checks the rules of contract §3 that the schema cannot
+// Validate checks r as the bridge does when it receives it (the schema, and
+// the rules beyond it), so that a publisher can catch a bad request before
+// sending it. The error is an *Error with the code invalid_data, naming the
+// field and saying in words what it allows.
+func (r DeployRequest) Validate() error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return dataError("data", err.Error())
+	}
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return dataError("data", err.Error())
+	}
+	if err := schemas.Validate(TypeDeployRequest, v); err != nil {
+		return schemaError(err)
+	}
+	return checkDeployRequest(r)
+}
+
+// checkDeployRequest checks the rules of docs/contract.md, Deploy request, that the schema cannot
 // express.
 func checkDeployRequest(r DeployRequest) error {
 	if len(r.Deployments) == 0 {

@@ -1,5 +1,5 @@
 // Package events is the NATS half of the operator-bridge contract
-// (CONTRACT.md §1–§4) in Go: subjects and streams, the CloudEvents that
+// (docs/contract.md) in Go: subjects and streams, the CloudEvents that
 // travel on them, and a client for publishers and watchers.
 //
 // # Contract
@@ -26,7 +26,7 @@
 // # Encoding
 //
 // NewDeployResult, NewStatusResult and NewHealth make the bridge's events
-// in structured mode, with the attributes of contract §2 (source, time,
+// in structured mode, with the attributes of docs/contract.md (source, time,
 // subject, the environment, requestid and traceparent extensions) and the
 // Nats-Msg-Id header set to the event id; a result's id is ResultID of its
 // request's id and stream sequence. NewDeployRequest and NewStatusQuery make

@@ -2,6 +2,8 @@ package events
 
 import (
 	"errors"
+	"fmt"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,7 +15,7 @@ import (
 // ErrUnidentifiable is wrapped by a decoding error when the message carries
 // no id to answer it by: its body is not a JSON object with a non-empty
 // string "id" (structured mode) and it has no non-empty ce-id header (binary
-// mode). Such a message goes to the dead-letter stream (contract §3).
+// mode). Such a message goes to the dead-letter stream (docs/contract.md, Dead letters).
 var ErrUnidentifiable = errors.New("message cannot be identified")
 
 // Error is every decoding or validation failure. Code is invalid_event or
@@ -103,12 +105,7 @@ func schemaError(err error) *Error {
 		if r, ok := v.ErrorKind.(*kind.Required); ok && len(r.Missing) > 0 {
 			loc = append(slices.Clip(loc), slices.Min(r.Missing))
 		}
-		msg := v.Error()
-		// A leaf's message is "at '<pointer>': <what>"; keep <what>.
-		if _, what, ok := strings.Cut(msg, "': "); ok {
-			msg = what
-		}
-		leaves = append(leaves, leaf{fieldPath(loc), msg})
+		leaves = append(leaves, leaf{fieldPath(loc), inWords(v)})
 	}
 	walk(ve)
 	if len(leaves) == 0 {
@@ -140,4 +137,82 @@ func fieldPath(tokens []string) string {
 		return "data"
 	}
 	return b.String()
+}
+
+// allowed says in words what each definition of common.v1.json allows, so
+// that no error shows a regular expression.
+var allowed = map[string]string{
+	"app":         "1–128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit",
+	"version":     "1–128 printable characters, no spaces",
+	"environment": "1–64 characters of A-Z a-z 0-9 _ -",
+	"percent":     "a fraction from 0 to 1, such as 0.2 for 20%",
+}
+
+// inWords says what is wrong with one value that failed its schema.
+func inWords(v *jsonschema.ValidationError) string {
+	def := ""
+	if _, frag, ok := strings.Cut(v.SchemaURL, "#/$defs/"); ok {
+		def, _, _ = strings.Cut(frag, "/")
+	}
+	notValid := func(got string) string {
+		if words, ok := allowed[def]; ok {
+			return fmt.Sprintf("%s is not a valid %s: %s", got, def, words)
+		}
+		return got + " is not allowed here"
+	}
+	switch k := v.ErrorKind.(type) {
+	case *kind.Required:
+		return "required"
+	case *kind.Pattern:
+		return notValid(strconv.Quote(k.Got))
+	case *kind.MinLength:
+		return notValid(fmt.Sprintf("a string of %d characters", k.Got))
+	case *kind.MaxLength:
+		return notValid(fmt.Sprintf("a string of %d characters", k.Got))
+	case *kind.Minimum:
+		return notValid(ratText(k.Got))
+	case *kind.Maximum:
+		return notValid(ratText(k.Got))
+	case *kind.Type:
+		return fmt.Sprintf("is %s, want %s", article(k.Got), orList(k.Want))
+	case *kind.Enum:
+		want := make([]string, len(k.Want))
+		for i, w := range k.Want {
+			want[i] = fmt.Sprintf("%q", w)
+		}
+		return fmt.Sprintf("%v is not one of %s", k.Got, strings.Join(want, ", "))
+	}
+	// Any other keyword: the library's own words, which name no pattern.
+	msg := v.Error()
+	if _, what, ok := strings.Cut(msg, "': "); ok {
+		msg = what
+	}
+	return msg
+}
+
+func ratText(r *big.Rat) string {
+	if r.IsInt() {
+		return r.Num().String()
+	}
+	f, _ := r.Float64()
+	return strconv.FormatFloat(f, 'g', -1, 64)
+}
+
+// article writes a JSON type with its article: "a string", "an object".
+func article(typ string) string {
+	switch typ {
+	case "object", "array", "integer":
+		return "an " + typ
+	case "null":
+		return "null"
+	}
+	return "a " + typ
+}
+
+func orList(types []string) string {
+	words := make([]string, len(types))
+	for i, t := range types {
+		words[i] = article(t)
+	}
+	return strings.Join(words, " or ")
 }

@@ -2,6 +2,7 @@ package events
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -19,6 +20,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`[]`), false, "", "application/cloudevents-batch+json", "")
 	f.Add([]byte(`{"id":"x"}`), false, "", "", "")
 	f.Add([]byte(`{"app":"a"}`), true, "q", "", TypeStatusQuery)
+	f.Add([]byte(`{"app":"my-app","version":"v 1.0"}`), true, "req-2", "application/json", TypeDeployRequest)
+	f.Add([]byte(`{"app":"a","version":"v1","deployments":[{"version":"v1","percent":20},{"version":"v0","percent":80}]}`), true, "req-3", "", TypeDeployRequest)
 	f.Fuzz(func(t *testing.T, body []byte, binary bool, id, contentType, typ string) {
 		h := nats.Header{}
 		if contentType != "" {
@@ -44,6 +47,9 @@ func FuzzDecode(f *testing.F) {
 			}
 			if e.Code != CodeInvalidEvent && e.Code != CodeInvalidData {
 				t.Fatalf("code %q", e.Code)
+			}
+			if strings.Contains(e.Message, "pattern") || strings.Contains(e.Message, `\p{`) {
+				t.Fatalf("error shows a regular expression: %v", err)
 			}
 			if (env.ID == "") != errors.Is(err, ErrUnidentifiable) {
 				t.Fatalf("ID %q with error %v", env.ID, err)

@@ -8,7 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// CloudEvent types of contract §1.
+// CloudEvent types of docs/contract.md, Subjects and event types.
 const (
 	TypeDeployRequest = "io.boreas.deploy.request.v1"
 	TypeDeployResult  = "io.boreas.deploy.result.v1"
@@ -27,7 +27,7 @@ const (
 	PrefixDeadLetter    = "deadletter."
 )
 
-// Subjects of the bridge's request/reply endpoints (contract §4).
+// Subjects of the bridge's request/reply endpoints (docs/contract.md, Request/reply).
 const (
 	ServiceName          = "operator-bridge"
 	PrefixStatusEndpoint = "operator-bridge.status."
@@ -39,7 +39,7 @@ const (
 	maxEnvironmentIDMessage = "1-64 characters of A-Z a-z 0-9 _ -"
 )
 
-// Streams of contract §1.
+// Streams of docs/contract.md, Streams and consumers.
 const (
 	StreamDeploy     = "DEPLOY"
 	StreamStatus     = "STATUS"
@@ -47,7 +47,7 @@ const (
 	StreamDeadLetter = "DEADLETTER"
 )
 
-// Headers and extension attribute names of contract §2 and §3.
+// Headers and extension attribute names of docs/contract.md.
 const (
 	HeaderMsgID         = "Nats-Msg-Id"
 	HeaderBridgeError   = "Operator-Bridge-Error"
@@ -59,7 +59,7 @@ const (
 	ExtTraceParent = "traceparent"
 )
 
-// Media types of contract §2.
+// Media types of docs/contract.md, CloudEvents on NATS.
 const (
 	ContentTypeStructured = "application/cloudevents+json"
 	ContentTypeBatch      = "application/cloudevents-batch+json"
@@ -136,7 +136,7 @@ func typeForSubject(subject string) string {
 	return ""
 }
 
-// StreamConfigs returns the four streams of contract §1, in the order
+// StreamConfigs returns the four streams of docs/contract.md, in the order
 // DEPLOY, STATUS, HEALTH, DEADLETTER.
 func StreamConfigs() []jetstream.StreamConfig {
 	const day = 24 * time.Hour

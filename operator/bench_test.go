@@ -69,7 +69,7 @@ func BenchmarkManagerLookup(b *testing.B) {
 		mock := operator.NewMockClient()
 		for i := range entries {
 			ids[i] = fmt.Sprintf("env-%06d", i)
-			entries[i] = operator.Entry{Environment: operator.Environment{ID: ids[i], Active: true}, Operator: mock}
+			entries[i] = operator.Entry{Environment: operator.Environment{ID: ids[i]}, Operator: mock}
 		}
 		m.Replace(entries)
 		for _, c := range []struct {

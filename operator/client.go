@@ -172,15 +172,17 @@ func (c *Client) Kind() Kind { return c.kind }
 // Endpoint returns the operator's base URL without credentials.
 func (c *Client) Endpoint() string { return c.endpoint }
 
-// Apply sends req to the operator. An answer with success: false returns the
-// answer and a *Error with Reason Rejected carrying its message.
+// Apply sends req to the operator, with its fencing headers (see
+// ApplyRequest.FencingHeaders). An answer with success: false returns the
+// answer and a *Error with Reason Rejected carrying its message; a 409
+// Conflict is a *Error with Reason Stale.
 func (c *Client) Apply(ctx context.Context, req ApplyRequest) (ApplyResponse, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return ApplyResponse{}, c.fail("apply", Rejected, 0, "cannot encode request: "+err.Error(), err)
 	}
 	start := time.Now()
-	code, data, err := c.roundTrip(ctx, "apply", http.MethodPost, c.routes.Apply, body, true)
+	code, data, err := c.roundTrip(ctx, "apply", http.MethodPost, c.routes.Apply, body, true, req.FencingHeaders())
 	if err == nil {
 		var resp ApplyResponse
 		resp, err = c.decodeApply(code, data)
@@ -199,7 +201,7 @@ func (c *Client) Status(ctx context.Context, app string) (Status, error) {
 		c.observe("status", 0, start, err)
 		return Status{}, err
 	}
-	code, data, err := c.roundTrip(ctx, "status", http.MethodGet, c.routes.Status+escapeSegment(app), nil, true)
+	code, data, err := c.roundTrip(ctx, "status", http.MethodGet, c.routes.Status+escapeSegment(app), nil, true, nil)
 	if err == nil {
 		var st Status
 		st, err = decodeStatus(data)
@@ -216,7 +218,7 @@ func (c *Client) Status(ctx context.Context, app string) (Status, error) {
 // HealthCheck calls the operator's health endpoint: any 2xx is healthy.
 func (c *Client) HealthCheck(ctx context.Context) error {
 	start := time.Now()
-	code, _, err := c.roundTrip(ctx, "health", http.MethodGet, c.routes.Health, nil, false)
+	code, _, err := c.roundTrip(ctx, "health", http.MethodGet, c.routes.Health, nil, false, nil)
 	c.observe("health", code, start, err)
 	return err
 }
@@ -250,9 +252,10 @@ func (c *Client) decodeApply(code int, data []byte) (ApplyResponse, error) {
 // errCallTimeout is the cause of a call's context when its own timeout ends it.
 var errCallTimeout = errors.New("operator call timed out")
 
-// roundTrip makes one HTTP call and returns the status and body of a 2xx
-// answer, or a *Error. Without needBody, a 2xx body of any size is fine.
-func (c *Client) roundTrip(ctx context.Context, op, method, path string, body []byte, needBody bool) (int, []byte, error) {
+// roundTrip makes one HTTP call, with the extra headers hdr, and returns the
+// status and body of a 2xx answer, or a *Error. Without needBody, a 2xx body
+// of any size is fine.
+func (c *Client) roundTrip(ctx context.Context, op, method, path string, body []byte, needBody bool, hdr http.Header) (int, []byte, error) {
 	if c.err != nil {
 		return 0, nil, c.fail(op, Rejected, 0, "invalid operator client: "+c.err.Error(), c.err)
 	}
@@ -273,6 +276,9 @@ func (c *Client) roundTrip(ctx context.Context, op, method, path string, body []
 	req, err := http.NewRequestWithContext(callCtx, method, u.String(), rd)
 	if err != nil {
 		return 0, nil, c.fail(op, Rejected, 0, "cannot build request: "+err.Error(), err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.userAgent)
@@ -302,6 +308,12 @@ func (c *Client) roundTrip(ctx context.Context, op, method, path string, body []
 			return code, nil, c.fail(op, InvalidResponse, code, fmt.Sprintf("response body exceeds %d bytes", c.maxBody), nil)
 		}
 		return code, data, nil
+	case code == http.StatusConflict && op == "apply":
+		detail := ""
+		if snippet(data) != "" {
+			detail = errorMessage(code, data)
+		}
+		return code, nil, c.fail(op, Stale, code, staleMessage(detail), nil)
 	case code >= 400 && code <= 499:
 		return code, nil, c.fail(op, Rejected, code, errorMessage(code, data), nil)
 	case code >= 500 && code <= 599:
@@ -331,6 +343,16 @@ func (c *Client) transportError(ctx, callCtx context.Context, op string, code in
 		return c.fail(op, Timeout, code, err.Error(), err)
 	}
 	return c.fail(op, Unavailable, code, err.Error(), err)
+}
+
+// staleMessage is the Message of a Stale error, with the operator's own
+// words (detail) when it gave any.
+func staleMessage(detail string) string {
+	const msg = "the operator refused the apply as stale: it already accepted a newer one for this app"
+	if detail == "" {
+		return msg
+	}
+	return msg + " (" + detail + ")"
 }
 
 // escapeSegment path-escapes one path segment; "." and ".." are escaped too

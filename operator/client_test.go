@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -160,6 +161,8 @@ func TestClientFaults(t *testing.T) {
 		{"503 on status", operatortest.Fault{Always503: true}, "status", "", operator.Unavailable, 503, true, "injected fault: 503"},
 		{"500 on status", operatortest.Fault{StatusCode: 500}, "status", "", operator.Unavailable, 500, true, "injected fault: 500"},
 		{"400 on apply", operatortest.Fault{StatusCode: 400}, "apply", "", operator.Rejected, 400, false, "injected fault: 400 Bad Request"},
+		{"409 on apply", operatortest.Fault{StatusCode: 409}, "apply", "", operator.Stale, 409, false, "refused the apply as stale"},
+		{"409 on status", operatortest.Fault{StatusCode: 409}, "status", "", operator.Rejected, 409, false, "injected fault: 409 Conflict"},
 		{"404 on status", operatortest.Fault{StatusCode: 404}, "status", "", operator.Rejected, 404, false, "injected fault: 404"},
 		{"success false", operatortest.Fault{Reject: true}, "apply", "", operator.Rejected, 200, false, operatortest.RejectMessage},
 		{"garbage apply", operatortest.Fault{Garbage: true}, "apply", "", operator.InvalidResponse, 200, false, "not a JSON object"},
@@ -251,20 +254,20 @@ func TestClientRemoteMessage(t *testing.T) {
 		{"error field", `{"error":"quota exceeded"}`, "quota exceeded"},
 		{"nested error", `{"error":{"message":"nested reason"}}`, "nested reason"},
 		{"plain text", "  upstream\n\tbroke  ", "upstream broke"},
-		{"empty body", "", "Conflict"},
+		{"empty body", "", "Unprocessable Entity"},
 		{"long body", strings.Repeat("x", 1000), strings.Repeat("x", 200) + "…"},
 		{"invalid utf-8", "bad \xff byte", "bad \uFFFD byte"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ts := httpServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.WriteHeader(http.StatusConflict)
+				w.WriteHeader(http.StatusUnprocessableEntity)
 				w.Write([]byte(tt.body))
 			}))
 			c := newClient(t, operator.Kubernetes, ts, operator.ClientOptions{})
 			oe := asError(t, call(t.Context(), c, "apply"))
-			if oe.Message != tt.want || oe.Reason != operator.Rejected || oe.StatusCode != 409 {
-				t.Errorf("got %v %d %q, want Rejected 409 %q", oe.Reason, oe.StatusCode, oe.Message, tt.want)
+			if oe.Message != tt.want || oe.Reason != operator.Rejected || oe.StatusCode != 422 {
+				t.Errorf("got %v %d %q, want Rejected 422 %q", oe.Reason, oe.StatusCode, oe.Message, tt.want)
 			}
 		})
 	}
@@ -533,7 +536,7 @@ func TestClientTLSWithCAFile(t *testing.T) {
 	if err := os.WriteFile(ca, srv.CertificatePEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := operator.Environment{ID: "env-tls", Type: operator.Kubernetes, OperatorURL: srv.URL, Active: true}
+	env := operator.Environment{ID: "env-tls", Type: operator.Kubernetes, OperatorURL: srv.URL}
 
 	t.Run("trusted through OPERATOR_TLS_CA", func(t *testing.T) {
 		t.Setenv("OPERATOR_BRIDGE_OPERATOR_TLS_CA", ca)
@@ -635,6 +638,7 @@ func TestReason(t *testing.T) {
 		{operator.InvalidResponse, "operator_invalid_response", false},
 		{operator.Unavailable, "operator_unavailable", true},
 		{operator.Timeout, "operator_timeout", true},
+		{operator.Stale, "superseded", false},
 		{operator.Reason(0), "", false},
 	}
 	for _, tt := range tests {
@@ -644,6 +648,145 @@ func TestReason(t *testing.T) {
 			}
 			if got := tt.r.Retryable(); got != tt.retryable {
 				t.Errorf("Retryable() = %v, want %v", got, tt.retryable)
+			}
+		})
+	}
+}
+
+func TestClientFencingHeaders(t *testing.T) {
+	at := time.Date(2026, 1, 2, 15, 4, 5, 123456789, time.FixedZone("CET", 3600))
+	tests := []struct {
+		name string
+		req  operator.ApplyRequest
+		want map[string]string // header → value, "" for absent
+	}{
+		{"all set", operator.ApplyRequest{RequestID: "req-1", RequestTime: at, Fence: 42},
+			map[string]string{"Boreas-Request-Id": "req-1", "Boreas-Request-Time": "2026-01-02T14:04:05.123456789Z", "Boreas-Fence": "42"}},
+		{"whole second", operator.ApplyRequest{RequestID: "r", RequestTime: at.Truncate(time.Second), Fence: 1},
+			map[string]string{"Boreas-Request-Id": "r", "Boreas-Request-Time": "2026-01-02T14:04:05Z", "Boreas-Fence": "1"}},
+		{"largest fence", operator.ApplyRequest{Fence: 18446744073709551615},
+			map[string]string{"Boreas-Request-Id": "", "Boreas-Request-Time": "", "Boreas-Fence": "18446744073709551615"}},
+		{"none", operator.ApplyRequest{},
+			map[string]string{"Boreas-Request-Id": "", "Boreas-Request-Time": "", "Boreas-Fence": ""}},
+	}
+	for _, kind := range httpKinds {
+		for _, tt := range tests {
+			t.Run(string(kind)+"/"+tt.name, func(t *testing.T) {
+				srv := newServer(t, kind)
+				c := newClient(t, kind, srv.URL, operator.ClientOptions{})
+				req := canaryReq
+				req.RequestID, req.RequestTime, req.Fence = tt.req.RequestID, tt.req.RequestTime, tt.req.Fence
+				if _, err := c.Apply(t.Context(), req); err != nil {
+					t.Fatalf("Apply: %v", err)
+				}
+				r := srv.Requests()[0]
+				got := map[string]string{}
+				for h := range tt.want {
+					got[h] = r.Header.Get(h)
+				}
+				if diff := cmp.Diff(tt.want, got); diff != "" {
+					t.Errorf("headers (-want +got):\n%s", diff)
+				}
+				if strings.Contains(string(r.Body), "req-1") || strings.Contains(string(r.Body), "42") {
+					t.Errorf("fencing leaked into the body: %s", r.Body)
+				}
+				if r.Fence != tt.req.Fence || r.RequestID != tt.req.RequestID || !r.RequestTime.Equal(tt.req.RequestTime) {
+					t.Errorf("recorded fencing %d %q %v, want %d %q %v", r.Fence, r.RequestID, r.RequestTime, tt.req.Fence, tt.req.RequestID, tt.req.RequestTime)
+				}
+			})
+		}
+	}
+}
+
+func TestClientStale(t *testing.T) {
+	const base = "the operator refused the apply as stale: it already accepted a newer one for this app"
+	tests := []struct {
+		name string
+		body string
+		want string
+	}{
+		{"fake operator's answer", `{"success":false,"message":"stale fence 3 < 5"}`, base + " (stale fence 3 < 5)"},
+		{"error field", `{"error":"older than req-9"}`, base + " (older than req-9)"},
+		{"plain text", "stale\n", base + " (stale)"},
+		{"empty body", "", base},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := httpServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(http.StatusConflict)
+				w.Write([]byte(tt.body))
+			}))
+			c := newClient(t, operator.Physical, ts, operator.ClientOptions{})
+			_, err := c.Apply(t.Context(), operator.ApplyRequest{App: "a", Version: "v1", Fence: 3})
+			oe := asError(t, err)
+			if oe.Reason != operator.Stale || oe.StatusCode != 409 || oe.Retryable() || oe.Message != tt.want {
+				t.Errorf("got %v %d retryable=%v %q, want stale 409 not retryable %q", oe.Reason, oe.StatusCode, oe.Retryable(), oe.Message, tt.want)
+			}
+			if oe.Reason.Code() != "superseded" {
+				t.Errorf("code %q, want superseded", oe.Reason.Code())
+			}
+		})
+	}
+}
+
+func TestClientAgainstFencingServer(t *testing.T) {
+	for _, kind := range httpKinds {
+		t.Run(string(kind), func(t *testing.T) {
+			srv := newServer(t, kind)
+			srv.SetFencing(true)
+			c := newClient(t, kind, srv.URL, operator.ClientOptions{})
+			var got []string
+			for _, f := range []uint64{5, 3, 5, 0, 6, 4} {
+				_, err := c.Apply(t.Context(), operator.ApplyRequest{App: "a", Version: fmt.Sprintf("v%d", f), Fence: f})
+				got = append(got, fmt.Sprintf("%d:%s", f, reasonOf(err)))
+				if err != nil && !strings.Contains(err.Error(), fmt.Sprintf("stale fence %d < ", f)) {
+					t.Errorf("fence %d: %v does not quote the operator", f, err)
+				}
+			}
+			want := []string{"5:ok", "3:stale", "5:ok", "0:ok", "6:ok", "4:stale"}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("outcomes (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]string{"v5", "v5", "v0", "v6"}, srv.Applied("a")); diff != "" {
+				t.Errorf("Applied (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestParseFencing(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	tests := []struct {
+		name    string
+		headers map[string]string
+		want    operator.Fencing
+		err     string
+	}{
+		{"all", map[string]string{"Boreas-Request-Id": "r1", "Boreas-Fence": "7", "Boreas-Request-Time": "2026-01-02T03:04:05.000000006Z"},
+			operator.Fencing{RequestID: "r1", RequestTime: at, Fence: 7}, ""},
+		{"none", nil, operator.Fencing{}, ""},
+		{"negative fence", map[string]string{"Boreas-Fence": "-1"}, operator.Fencing{}, `Boreas-Fence "-1" is not a decimal integer`},
+		{"hex fence", map[string]string{"Boreas-Fence": "0x10"}, operator.Fencing{}, "Boreas-Fence"},
+		{"bad time", map[string]string{"Boreas-Request-Time": "yesterday"}, operator.Fencing{}, `Boreas-Request-Time "yesterday" is not an RFC 3339 time`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			for k, v := range tt.headers {
+				h.Set(k, v)
+			}
+			got, err := operator.ParseFencing(h)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Errorf("err = %v, want one containing %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
 	}

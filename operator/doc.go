@@ -1,5 +1,5 @@
 // Package operator is the HTTP contract between the bridge and the
-// deployment operators (contract §5–§7): the clients of the Kubernetes and
+// deployment operators (docs/operators.md, docs/configuration.md): the clients of the Kubernetes and
 // physical-machine operators, the in-process mock operator, the environments
 // that map an environment ID to an operator, and the operator settings.
 //
@@ -18,7 +18,7 @@
 //   - MockClient is the in-process operator used with USE_MOCK and for
 //     demos: it remembers the last apply of each app and can be told to fail.
 //   - Error is every failure of a call, with a Reason (Rejected,
-//     InvalidResponse, Unavailable, Timeout) that says whether it is
+//     InvalidResponse, Unavailable, Timeout, Stale) that says whether it is
 //     Retryable and maps to the contract's error code (Reason.Code). No
 //     answer makes a client panic; endpoints in errors carry no credentials.
 //     When an operator cannot be asked, DegradedStatus is what to report.
@@ -29,9 +29,10 @@
 //   - Settings are read from OPERATOR_BRIDGE_* variables by LoadSettings,
 //     which also accepts the original MASTER_OPERATOR_K8S_OPERATOR_URL,
 //     MASTER_OPERATOR_PM_OPERATOR_URL and MASTER_OPERATOR_USE_MOCK.
-//   - Factory makes each environment's operator (New, the seed's
-//     CreateOperatorFromEnvironment; NewByType, its CreateOperatorByType) and
-//     a whole Manager (Build, its InitializeOperators). It keeps one Client,
+//   - Factory makes each environment's operator (New, which the original
+//     operator client called CreateOperatorFromEnvironment; NewByType, its
+//     CreateOperatorByType) and a whole Manager (Build, its
+//     InitializeOperators). It keeps one Client,
 //     with its pool of keep-alive connections, per kind and endpoint, shared
 //     by every environment there, and one MockClient per environment. USE_MOCK
 //     is applied there and nowhere else.
@@ -43,8 +44,30 @@
 //   - Metrics: an Observer (ClientOptions.Observer, WithObserver) is told
 //     about every call with its duration, HTTP status and error. The package
 //     never logs; it returns errors.
+//   - Fake operators over real HTTP, for tests, are in the operatortest
+//     package below this one.
 //
-// Package operatortest provides fake operators over real HTTP for tests.
+// # Fencing
+//
+// Every apply carries, besides its JSON body, three headers taken from the
+// ApplyRequest fields that are not in the body:
+//
+//   - Boreas-Request-Id (RequestID): the id of the deploy request applied;
+//   - Boreas-Request-Time (RequestTime): the request's order time, RFC 3339
+//     with nanoseconds, UTC, e.g. 2026-01-02T15:04:05.123456789Z;
+//   - Boreas-Fence (Fence): a decimal integer, per environment and app, that
+//     strictly grows from one request to the next, across replicas and
+//     restarts; retries of one request repeat it.
+//
+// A header whose field is zero is not sent. An operator that supports
+// fencing answers 409 Conflict to an apply whose Boreas-Fence is lower than
+// the highest it accepted for that app, so an apply that left before a pause
+// and arrives after a newer one cannot move the app back. The Client reports
+// that as a *Error with Reason Stale (not retryable, code "superseded") whose
+// Message says the operator refused the apply as stale, with the operator's
+// own message when it gave one. Operators that ignore the headers keep
+// working as before. MockClient, and operatortest's fake operators with
+// SetFencing(true), support fencing; ParseFencing reads the headers.
 //
 // # Adding an operator type
 //

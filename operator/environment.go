@@ -12,13 +12,30 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Environment maps an environment ID to an operator (contract §6).
+// Environment maps an environment ID to an operator (docs/operators.md,
+// Environments). Its zero value's flags mean an active environment, as an
+// absent "active" does in a file or a bucket entry.
 type Environment struct {
 	ID          string `json:"id"`           // 1–64 chars of A-Z a-z 0-9 _ -
 	Name        string `json:"name"`         // for people
 	Type        Kind   `json:"type"`         // canonical kind after parsing
 	OperatorURL string `json:"operator_url"` // empty: the default of its type (see Factory)
-	Active      bool   `json:"active"`       // true when absent; requests to an inactive environment are rejected
+	// Inactive is "active": false in a record: requests to an inactive
+	// environment are rejected, and its operator is not health-checked.
+	Inactive bool `json:"-"`
+}
+
+// MarshalJSON writes e as a record that ParseEnvironment reads back, with
+// "active" as files and buckets spell it.
+func (e Environment) MarshalJSON() ([]byte, error) {
+	type record struct {
+		ID          string `json:"id"`
+		Name        string `json:"name,omitempty"`
+		Type        Kind   `json:"type"`
+		OperatorURL string `json:"operator_url,omitempty"`
+		Active      bool   `json:"active"`
+	}
+	return json.Marshal(record{ID: e.ID, Name: e.Name, Type: e.Type, OperatorURL: e.OperatorURL, Active: !e.Inactive})
 }
 
 // EnvironmentError is a problem with one environment record.
@@ -73,7 +90,7 @@ func validEnvironmentID(id string) bool {
 }
 
 // UnmarshalJSON decodes and validates one environment record: it accepts
-// the type aliases ("k8s", "pm") and defaults active to true.
+// the type aliases ("k8s", "pm"); "active" defaults to true.
 func (e *Environment) UnmarshalJSON(data []byte) error {
 	env, errs := decodeEnvironment(data, "", -1)
 	if len(errs) > 0 {
@@ -186,7 +203,7 @@ func decodeEnvironment(data []byte, source string, index int) (Environment, []*E
 	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
 		return Environment{}, []*EnvironmentError{{Source: source, Index: index, Message: "not a JSON object"}}
 	}
-	env := Environment{Active: true}
+	var env Environment
 	var errs []*EnvironmentError
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, &EnvironmentError{Source: source, Index: index, Field: field, Message: fmt.Sprintf(format, args...)})
@@ -233,9 +250,11 @@ func decodeEnvironment(data []byte, source string, index int) (Environment, []*E
 		env.OperatorURL = strings.TrimSpace(u)
 	}
 	if raw, ok := fields["active"]; ok && string(raw) != "null" {
-		if err := json.Unmarshal(raw, &env.Active); err != nil {
+		var active bool
+		if err := json.Unmarshal(raw, &active); err != nil {
 			bad("active", "must be true or false, not %s", snippet(raw))
 		}
+		env.Inactive = !active
 	}
 	var unknown []string
 	for k := range fields {

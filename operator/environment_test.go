@@ -14,9 +14,9 @@ import (
 )
 
 var wantFileEnvs = []operator.Environment{
-	{ID: "env-001", Name: "prod-k8s", Type: operator.Kubernetes, OperatorURL: "http://k8s-operator:8081", Active: true},
-	{ID: "env-002", Name: "prod-pm", Type: operator.Physical, Active: false},
-	{ID: "env_003", Type: operator.Mock, Active: true},
+	{ID: "env-001", Name: "prod-k8s", Type: operator.Kubernetes, OperatorURL: "http://k8s-operator:8081"},
+	{ID: "env-002", Name: "prod-pm", Type: operator.Physical, Inactive: true},
+	{ID: "env_003", Type: operator.Mock},
 }
 
 func TestParseEnvironments(t *testing.T) {
@@ -181,7 +181,7 @@ func TestParseEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := operator.Environment{ID: "env-001", Name: "prod", Type: operator.Kubernetes, OperatorURL: "http://k8s:8081", Active: true}
+	want := operator.Environment{ID: "env-001", Name: "prod", Type: operator.Kubernetes, OperatorURL: "http://k8s:8081"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
@@ -192,7 +192,7 @@ func TestParseEnvironment(t *testing.T) {
 
 	// UnmarshalJSON validates the same way and round-trips through MarshalJSON.
 	var e operator.Environment
-	if err := json.Unmarshal([]byte(`{"id":"x","type":"pm"}`), &e); err != nil || e.Type != operator.Physical || !e.Active {
+	if err := json.Unmarshal([]byte(`{"id":"x","type":"pm"}`), &e); err != nil || e.Type != operator.Physical || e.Inactive {
 		t.Errorf("Unmarshal = %+v, %v", e, err)
 	}
 	data, _ := json.Marshal(e)
@@ -202,5 +202,51 @@ func TestParseEnvironment(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"id":"x","type":"pm","active":1}`), &e); err == nil {
 		t.Error("Unmarshal accepted active: 1")
+	}
+}
+
+// The zero value of Environment is an active environment; records say
+// "active" as files and buckets always have.
+func TestEnvironmentActive(t *testing.T) {
+	tests := []struct {
+		name     string
+		record   string
+		inactive bool
+		marshal  string
+	}{
+		{"absent", `{"id":"e","type":"k8s"}`, false, `{"id":"e","type":"kubernetes","active":true}`},
+		{"true", `{"id":"e","type":"k8s","active":true}`, false, `{"id":"e","type":"kubernetes","active":true}`},
+		{"false", `{"id":"e","type":"k8s","active":false}`, true, `{"id":"e","type":"kubernetes","active":false}`},
+		{"null", `{"id":"e","type":"k8s","active":null}`, false, `{"id":"e","type":"kubernetes","active":true}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, err := operator.ParseEnvironment([]byte(tt.record))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if env.Inactive != tt.inactive {
+				t.Errorf("Inactive = %v, want %v", env.Inactive, tt.inactive)
+			}
+			data, err := json.Marshal(env)
+			if err != nil || string(data) != tt.marshal {
+				t.Errorf("Marshal = %s, %v; want %s", data, err, tt.marshal)
+			}
+		})
+	}
+	envs, err := operator.ParseEnvironments([]byte("- {id: a, type: mock, active: false}\n- {id: b, type: mock, active: true}\n"), "envs.yaml")
+	if err != nil || len(envs) != 2 || !envs[0].Inactive || envs[1].Inactive {
+		t.Errorf("YAML active: %+v, %v", envs, err)
+	}
+
+	// A literal made in Go, registered, is applied.
+	m := operator.NewManager()
+	m.RegisterOperator(operator.Environment{ID: "env-9", Type: operator.Mock}, operator.NewMockClient())
+	if _, err := m.Apply(t.Context(), "env-9", operator.ApplyRequest{App: "a", Version: "v1"}); err != nil {
+		t.Errorf("Apply to a literal environment: %v", err)
+	}
+	m.RegisterOperator(operator.Environment{ID: "env-9", Type: operator.Mock, Inactive: true}, operator.NewMockClient())
+	if _, err := m.Apply(t.Context(), "env-9", operator.ApplyRequest{App: "a", Version: "v1"}); !errors.Is(err, operator.ErrEnvironmentInactive) {
+		t.Errorf("Apply to an Inactive environment: %v, want ErrEnvironmentInactive", err)
 	}
 }

@@ -21,6 +21,10 @@ const (
 	Unavailable
 	// Timeout: the call ran past its timeout. Retryable.
 	Timeout
+	// Stale: an operator that supports fencing answered 409 Conflict to an
+	// apply, refusing it as older than one it already accepted for the app
+	// (see ApplyRequest.Fence). Not retryable; its code is "superseded".
+	Stale
 )
 
 var reasonNames = map[Reason]string{
@@ -28,6 +32,7 @@ var reasonNames = map[Reason]string{
 	InvalidResponse: "invalid response",
 	Unavailable:     "unavailable",
 	Timeout:         "timeout",
+	Stale:           "stale",
 }
 
 // String returns a short description ("rejected", "invalid response",
@@ -40,11 +45,14 @@ func (r Reason) String() string {
 }
 
 // Code returns the contract's error code for r: "operator_rejected",
-// "operator_invalid_response", "operator_unavailable" or "operator_timeout";
-// "" for an unknown reason.
+// "operator_invalid_response", "operator_unavailable", "operator_timeout",
+// or "superseded" for Stale; "" for an unknown reason.
 func (r Reason) Code() string {
 	if _, ok := reasonNames[r]; !ok {
 		return ""
+	}
+	if r == Stale {
+		return "superseded"
 	}
 	return "operator_" + strings.ReplaceAll(r.String(), " ", "_")
 }

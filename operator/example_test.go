@@ -115,3 +115,72 @@ func ExampleMockClient() {
 	// shop 100 v7 1 shop-v7-1
 	// status on mock operator mock: unavailable (HTTP 503): mock operator told to fail
 }
+
+// The README's tour of the package: the factory, the manager, an
+// environment made in Go (a literal is an active environment) and a client.
+func ExampleManager() {
+	if err := useOperators(context.Background()); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// applied v1.2.3 to my-app
+	// my-app v1.2.3 100
+	// env-001: applied v1.2.3 to my-app
+	// healthy
+}
+
+func useOperators(ctx context.Context) error {
+	k8s := operatortest.NewServer(operator.Kubernetes) // a fake Kubernetes operator; yours has a URL
+	defer k8s.Close()
+
+	// operator.LoadSettings() reads the OPERATOR_BRIDGE_* and MASTER_OPERATOR_* variables.
+	settings := operator.DefaultSettings()
+	factory, err := operator.NewFactory(settings) // one pooled client per endpoint; USE_MOCK applied here
+	if err != nil {
+		return err
+	}
+	envs, err := operator.ParseEnvironments([]byte(`[{id: env-001, type: mock}]`), "inline") // or operator.LoadEnvironmentsFile("envs.yaml")
+	if err != nil {
+		return err
+	}
+	manager, err := factory.Build(envs) // InitializeOperators
+	if err != nil {
+		return err
+	}
+
+	// A literal is an active environment (Inactive: true turns it off).
+	env := operator.Environment{ID: "env-9", Type: operator.Kubernetes, OperatorURL: k8s.URL}
+	op, err := factory.New(env) // CreateOperatorFromEnvironment
+	if err != nil {
+		return err
+	}
+	manager.RegisterOperator(env, op) // or manager.Replace(entries) as a whole
+
+	resp, err := manager.Apply(ctx, "env-9", operator.ApplyRequest{App: "my-app", Version: "v1.2.3"})
+	var oe *operator.Error
+	if errors.As(err, &oe) && oe.Retryable() { // 5xx, timeouts, refused: retryable; 4xx, success:false, garbage: not
+		return fmt.Errorf("try again later: %w", err)
+	} else if err != nil {
+		return err
+	}
+	fmt.Println(resp.Message)
+
+	st, err := manager.Status(ctx, "env-9", "my-app") // GetApplicationStatus
+	if err != nil {
+		return err
+	}
+	fmt.Println(st.App, st.Versions[0].Version, st.Healthy.Level)
+
+	resp, err = manager.Apply(ctx, "env-001", operator.ApplyRequest{App: "my-app", Version: "v1.2.3"})
+	if err != nil {
+		return err
+	}
+	fmt.Println("env-001:", resp.Message)
+
+	client := operator.NewK8sClient(k8s.URL) // or NewPMClient, NewMockClient, NewClient(kind, url, opts)
+	if err := client.HealthCheck(ctx); err != nil {
+		return err
+	}
+	fmt.Println("healthy")
+	return nil
+}

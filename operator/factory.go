@@ -8,8 +8,9 @@ import (
 )
 
 // Factory makes the operator of each environment from its record and the
-// Settings (the seed's CreateOperatorFromEnvironment, CreateOperatorByType
-// and InitializeOperators). It keeps one pooled *Client per kind and
+// Settings (what the original operator client called
+// CreateOperatorFromEnvironment, CreateOperatorByType and
+// InitializeOperators). It keeps one pooled *Client per kind and
 // endpoint, shared by every environment on that endpoint, and one
 // *MockClient per environment ID, whose state survives later builds. It is
 // safe for concurrent use.
@@ -58,7 +59,8 @@ func NewFactory(s Settings, opts ...FactoryOption) (*Factory, error) {
 // Settings returns the factory's settings.
 func (f *Factory) Settings() Settings { return f.settings }
 
-// New returns the operator of env (CreateOperatorFromEnvironment).
+// New returns the operator of env (the original operator client's
+// CreateOperatorFromEnvironment).
 func (f *Factory) New(env Environment) (Operator, error) {
 	e, err := f.Entry(env)
 	if err != nil {
@@ -69,7 +71,7 @@ func (f *Factory) New(env Environment) (Operator, error) {
 
 // NewByType returns the operator of the given type ("kubernetes", "k8s",
 // "physical", "pm", "mock") at operatorURL, empty meaning the type's default
-// (CreateOperatorByType). A mock made this way is a new one each time.
+// (the original operator client's CreateOperatorByType). A mock made this way is a new one each time.
 func (f *Factory) NewByType(typ, operatorURL string) (Operator, error) {
 	kind, err := ParseKind(typ)
 	if err != nil {
@@ -110,7 +112,7 @@ func (f *Factory) Entry(env Environment) (Entry, error) {
 }
 
 // Build makes the operators of envs and returns a Manager holding them
-// (InitializeOperators). When some environments fail, it returns a Manager
+// (the original operator client's InitializeOperators). When some environments fail, it returns a Manager
 // holding the others and an error naming each failed environment.
 func (f *Factory) Build(envs []Environment) (*Manager, error) {
 	entries := make([]Entry, 0, len(envs))

@@ -41,7 +41,7 @@ func TestFactoryKindsAndDefaultURLs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.typ)+" "+tt.url, func(t *testing.T) {
-			e := operator.Environment{ID: "env-1", Type: tt.typ, OperatorURL: tt.url, Active: true}
+			e := operator.Environment{ID: "env-1", Type: tt.typ, OperatorURL: tt.url}
 			entry, err := f.Entry(e)
 			if err != nil {
 				t.Fatal(err)
@@ -94,8 +94,8 @@ func TestFactoryUseMock(t *testing.T) {
 	s.UseMock = true
 	f := newFactory(t, s)
 	envs := []operator.Environment{
-		{ID: "env-k8s", Type: operator.Kubernetes, OperatorURL: "http://k8s:1", Active: true},
-		{ID: "env-pm", Type: "pm", Active: true},
+		{ID: "env-k8s", Type: operator.Kubernetes, OperatorURL: "http://k8s:1"},
+		{ID: "env-pm", Type: "pm"},
 	}
 	m, err := f.Build(envs)
 	if err != nil {
@@ -139,8 +139,8 @@ func TestFactoryErrors(t *testing.T) {
 	}
 
 	m, err := f.Build([]operator.Environment{
-		{ID: "good", Type: operator.Kubernetes, Active: true},
-		{ID: "bad", Type: "swarm", Active: true},
+		{ID: "good", Type: operator.Kubernetes},
+		{ID: "bad", Type: "swarm"},
 	})
 	if err == nil || !strings.Contains(err.Error(), `"bad"`) {
 		t.Errorf("Build err = %v, want it to name the bad environment", err)
@@ -161,11 +161,11 @@ func TestFactoryErrors(t *testing.T) {
 
 func TestFactoryBuildFillsEnvironment(t *testing.T) {
 	f := newFactory(t, operator.DefaultSettings())
-	m, err := f.Build([]operator.Environment{{ID: "e", Name: "prod", Type: "pm", Active: true}})
+	m, err := f.Build([]operator.Environment{{ID: "e", Name: "prod", Type: "pm"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := operator.Environment{ID: "e", Name: "prod", Type: operator.Physical, OperatorURL: "http://localhost:8082", Active: true}
+	want := operator.Environment{ID: "e", Name: "prod", Type: operator.Physical, OperatorURL: "http://localhost:8082"}
 	if diff := cmp.Diff(want, m.Entries()[0].Environment); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}

@@ -88,7 +88,7 @@ func (m *Manager) Lookup(envID string) (Entry, error) {
 	if !ok {
 		return Entry{}, fmt.Errorf("%w %q", ErrUnknownEnvironment, envID)
 	}
-	if !e.Environment.Active {
+	if e.Environment.Inactive {
 		return e, fmt.Errorf("%w %q", ErrEnvironmentInactive, envID)
 	}
 	return e, nil
@@ -202,7 +202,7 @@ func GroupByOperator(entries []Entry) []OperatorGroup {
 	idx := map[string]int{}
 	var groups []OperatorGroup
 	for _, e := range entries {
-		if !e.Environment.Active {
+		if e.Environment.Inactive {
 			continue
 		}
 		key := string(e.Operator.Kind()) + " " + e.Endpoint

@@ -14,7 +14,7 @@ import (
 )
 
 func env(id string, kind operator.Kind, active bool) operator.Environment {
-	return operator.Environment{ID: id, Name: id, Type: kind, Active: active}
+	return operator.Environment{ID: id, Name: id, Type: kind, Inactive: !active}
 }
 
 func TestManagerLookup(t *testing.T) {
@@ -85,7 +85,7 @@ func TestManagerCopyOnWrite(t *testing.T) {
 	ids := func(es []operator.Entry) []string {
 		var out []string
 		for _, e := range es {
-			out = append(out, fmt.Sprintf("%s:%v", e.Environment.ID, e.Environment.Active))
+			out = append(out, fmt.Sprintf("%s:%v", e.Environment.ID, !e.Environment.Inactive))
 		}
 		return out
 	}
@@ -124,7 +124,7 @@ func TestManagerConcurrent(t *testing.T) {
 	set := func(gen int) []operator.Entry {
 		out := make([]operator.Entry, 100)
 		for i := range out {
-			out[i] = operator.Entry{Environment: operator.Environment{ID: fmt.Sprintf("env-%d", i), Name: fmt.Sprint(gen), Active: true}, Operator: operator.NewMockClient()}
+			out[i] = operator.Entry{Environment: operator.Environment{ID: fmt.Sprintf("env-%d", i), Name: fmt.Sprint(gen)}, Operator: operator.NewMockClient()}
 		}
 		return out
 	}
@@ -154,7 +154,7 @@ func TestManagerConcurrent(t *testing.T) {
 	})
 	wg.Go(func() {
 		for i := range 200 {
-			m.RegisterOperator(operator.Environment{ID: fmt.Sprintf("extra-%d", i), Active: true}, operator.NewMockClient())
+			m.RegisterOperator(operator.Environment{ID: fmt.Sprintf("extra-%d", i)}, operator.NewMockClient())
 		}
 	})
 	wg.Wait()
@@ -172,12 +172,12 @@ func TestManagerCheckHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	envs := []operator.Environment{
-		{ID: "k8s-a", Type: operator.Kubernetes, OperatorURL: up.URL, Active: true},
-		{ID: "k8s-b", Type: operator.Kubernetes, OperatorURL: up.URL, Active: true},
-		{ID: "pm", Type: operator.Physical, OperatorURL: down.URL, Active: true},
-		{ID: "mock", Type: operator.Mock, Active: true},
-		{ID: "off", Type: operator.Kubernetes, OperatorURL: up.URL, Active: false},
-		{ID: "pm-same-url", Type: operator.Physical, OperatorURL: up.URL, Active: true},
+		{ID: "k8s-a", Type: operator.Kubernetes, OperatorURL: up.URL},
+		{ID: "k8s-b", Type: operator.Kubernetes, OperatorURL: up.URL},
+		{ID: "pm", Type: operator.Physical, OperatorURL: down.URL},
+		{ID: "mock", Type: operator.Mock},
+		{ID: "off", Type: operator.Kubernetes, OperatorURL: up.URL, Inactive: true},
+		{ID: "pm-same-url", Type: operator.Physical, OperatorURL: up.URL},
 	}
 	m, err := f.Build(envs)
 	if err != nil {
@@ -213,12 +213,12 @@ func TestGroupByOperator(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, err := f.Build([]operator.Environment{
-		{ID: "k8s-a", Type: operator.Kubernetes, OperatorURL: up.URL, Active: true},
-		{ID: "k8s-b", Type: operator.Kubernetes, OperatorURL: up.URL, Active: true},
-		{ID: "pm-same-url", Type: operator.Physical, OperatorURL: up.URL, Active: true},
-		{ID: "mock-a", Type: operator.Mock, Active: true},
-		{ID: "mock-b", Type: operator.Mock, Active: true},
-		{ID: "off", Type: operator.Kubernetes, OperatorURL: up.URL, Active: false},
+		{ID: "k8s-a", Type: operator.Kubernetes, OperatorURL: up.URL},
+		{ID: "k8s-b", Type: operator.Kubernetes, OperatorURL: up.URL},
+		{ID: "pm-same-url", Type: operator.Physical, OperatorURL: up.URL},
+		{ID: "mock-a", Type: operator.Mock},
+		{ID: "mock-b", Type: operator.Mock},
+		{ID: "off", Type: operator.Kubernetes, OperatorURL: up.URL, Inactive: true},
 	})
 	if err != nil {
 		t.Fatal(err)

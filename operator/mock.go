@@ -19,11 +19,15 @@ const mockNodes = 3
 // remembers the last apply of each app, so its Status reflects it: each
 // version with its percent, three healthy nodes and health level 100. An app
 // never applied has health level 0 and no versions. It can be told to fail
-// (FailNext, SetFailing). It is safe for concurrent use.
+// (FailNext, SetFailing). It honours fencing like an operator that supports
+// it: an apply whose Fence is lower than the highest it accepted for the app
+// fails with Reason Stale (HTTP 409); an apply without a Fence is never
+// refused as stale. It is safe for concurrent use.
 type MockClient struct {
 	mu       sync.Mutex
 	apps     map[string]Status
 	applied  map[string][]string
+	fences   map[string]uint64 // app → highest fence accepted
 	failNext int
 	nextWhy  Reason
 	failing  Reason
@@ -34,7 +38,7 @@ var _ Operator = (*MockClient)(nil)
 
 // NewMockClient returns a mock operator with no apps.
 func NewMockClient() *MockClient {
-	return &MockClient{apps: make(map[string]Status), applied: make(map[string][]string)}
+	return &MockClient{apps: make(map[string]Status), applied: make(map[string][]string), fences: make(map[string]uint64)}
 }
 
 // Kind returns Mock.
@@ -80,6 +84,10 @@ func (m *MockClient) Apply(ctx context.Context, req ApplyRequest) (resp ApplyRes
 	if req.App == "" || req.Version == "" {
 		return ApplyResponse{}, m.fail("apply", Rejected, "app and version are required", nil)
 	}
+	if high := m.fences[req.App]; req.Fence != 0 && req.Fence < high {
+		return ApplyResponse{}, m.fail("apply", Stale, staleMessage(fmt.Sprintf("stale fence %d < %d", req.Fence, high)), nil)
+	}
+	m.fences[req.App] = max(m.fences[req.App], req.Fence)
 	m.apps[req.App] = MockStatus(req)
 	m.applied[req.App] = append(m.applied[req.App], req.Version)
 	return ApplyResponse{Success: true, Message: fmt.Sprintf("applied %s to %s", req.Version, req.App)}, nil
@@ -134,6 +142,8 @@ func (m *MockClient) fail(op string, r Reason, msg string, err error) *Error {
 	switch r {
 	case Rejected:
 		code = http.StatusBadRequest
+	case Stale:
+		code = http.StatusConflict
 	case Unavailable:
 		if err == nil {
 			code = http.StatusServiceUnavailable

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -156,5 +157,31 @@ func TestMockConcurrent(t *testing.T) {
 	}
 	if total > 400 || total < 400-8*5*2 {
 		t.Errorf("%d applies recorded, want 400 minus at most 80 injected failures", total)
+	}
+}
+
+func TestMockFencing(t *testing.T) {
+	m := operator.NewMockClient()
+	var got []string
+	for _, tt := range []struct {
+		app   string
+		fence uint64
+	}{{"a", 5}, {"a", 4}, {"b", 1}, {"a", 5}, {"a", 0}, {"a", 9}, {"a", 8}} {
+		_, err := m.Apply(t.Context(), operator.ApplyRequest{App: tt.app, Version: fmt.Sprintf("v%d", tt.fence), Fence: tt.fence})
+		got = append(got, fmt.Sprintf("%s%d:%s", tt.app, tt.fence, reasonOf(err)))
+		if err != nil {
+			oe := asError(t, err)
+			if oe.StatusCode != 409 || oe.Retryable() || !strings.Contains(oe.Message, "refused the apply as stale") ||
+				!strings.Contains(oe.Message, fmt.Sprintf("stale fence %d < ", tt.fence)) {
+				t.Errorf("stale error = %+v", oe)
+			}
+		}
+	}
+	want := []string{"a5:ok", "a4:stale", "b1:ok", "a5:ok", "a0:ok", "a9:ok", "a8:stale"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("outcomes (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"v5", "v5", "v0", "v9"}, m.Applied("a")); diff != "" {
+		t.Errorf("Applied (-want +got):\n%s", diff)
 	}
 }

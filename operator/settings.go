@@ -13,7 +13,7 @@ import (
 // SettingsPrefix is the prefix of the environment variables of Settings.
 const SettingsPrefix = "OPERATOR_BRIDGE"
 
-// Settings are the operator settings of contract §7, read from
+// Settings are the operator settings of docs/configuration.md, read from
 // OPERATOR_BRIDGE_* environment variables by LoadSettings.
 type Settings struct {
 	// K8sOperatorURL is the Kubernetes operator of environments without an

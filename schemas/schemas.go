@@ -1,7 +1,8 @@
 // Package schemas holds the JSON Schemas (draft 2020-12) of the data of every
 // operator-bridge event type, as files and compiled.
 //
-// The files are the published contract: schemas.FS serves them to anyone who
+// The files are the published contract (docs/contract.md says the same in
+// prose): schemas.FS serves them to anyone who
 // wants to validate with another tool, and [For] gives the compiled schema of
 // an event type for validating in Go. Package events validates every event it
 // decodes against them.

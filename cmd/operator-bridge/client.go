@@ -67,26 +67,31 @@ func (cf *clientFlags) callContext(ctx context.Context) (context.Context, contex
 
 // published is a request stored by JetStream.
 type published struct {
-	ID      string `json:"request_id"`
-	Subject string `json:"subject"`
+	ID       string    `json:"request_id"`
+	Subject  string    `json:"subject"`
+	Sequence uint64    `json:"seq"` // in the DEPLOY stream
+	Stored   time.Time `json:"-"`   // about when (the stream's time is the bridge's clock)
 }
 
-// deploy publishes a deploy request and, when wait, waits for its result.
-// id is the event id ("" for a new one).
-func (bc *bridgeClient) deploy(ctx context.Context, env, id string, req events.DeployRequest, wait bool) (published, *events.DeployResult, error) {
+// publishDeploy publishes a deploy request and returns where JetStream
+// stored it. id is the event id ("" for a new one); sent again within the
+// duplicate window, the request is stored once and its first place is
+// returned.
+func (bc *bridgeClient) publishDeploy(ctx context.Context, env, id string, req events.DeployRequest) (published, error) {
 	if id == "" {
 		id = events.NewEventID() // chosen here, so a timeout can name it
 	}
 	p := published{ID: id, Subject: events.DeployRequestSubject(env)}
-	if !wait {
-		_, err := bc.PublishDeploy(ctx, env, req, events.WithID(id))
-		return p, nil, err
-	}
-	res, err := bc.Deploy(ctx, env, req, events.WithID(id))
+	msg, _, err := events.NewDeployRequest(bc.source, env, req, events.WithID(id))
 	if err != nil {
-		return p, nil, err
+		return p, err
 	}
-	return p, &res, nil
+	ack, err := bc.js.PublishMsg(ctx, msg)
+	if err != nil {
+		return p, fmt.Errorf("publish %s: %w", p.Subject, err)
+	}
+	p.Sequence, p.Stored = ack.Sequence, time.Now()
+	return p, nil
 }
 
 // status asks the bridge's request/reply endpoint for app's status in env.
@@ -122,7 +127,7 @@ func requestError(err error) error {
 	return err
 }
 
-// streamOf names the stream that stores subject (contract §1).
+// streamOf names the stream that stores subject (docs/contract.md).
 func streamOf(subject string) (string, error) {
 	switch {
 	case strings.HasPrefix(subject, "deploy."):

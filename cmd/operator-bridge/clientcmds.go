@@ -25,14 +25,26 @@ default 127.0.0.1:4222).
 
 ` + exitCodesHelp
 
-const deployUsage = `Usage: operator-bridge deploy --env ENV --app APP --version V [--deployments V=P,V=P] [--package JSON] [--timeout 30s] [--no-wait]
+const deployUsage = `Usage: operator-bridge deploy --env ENV --app APP --version V [--deployments V=P,V=P] [--package JSON] [--timeout 30s] [--no-wait] [--progress auto|on|off]
 
 Publishes a deploy request on deploy.request.<env> and waits for its result.
 --deployments splits traffic between versions: V=P with P a fraction (0.2) or
-a percentage (20%); --version must be among them. --package (a JSON object) is
-passed to the operator with --version's deployment. Exit code 0 only when the
-deploy succeeded; 1 when it failed, was rejected or superseded; 3 when no
-result came within --timeout (the bridge may still be retrying).
+a percentage (20%); a bare number over 1 is refused (write 20% or 0.2);
+--version must be among them. --package (a JSON object) is passed to the
+operator with --version's deployment. A request the bridge would reject (a
+version with spaces, percents adding up to more than 1) is refused before it
+is sent, with exit code 2.
+
+Exit code 0 only when the deploy succeeded; 1 when it failed, was rejected
+or superseded; 3 when no result came within --timeout; 130 when Ctrl-C
+stopped the wait. In both of the last two the request stays stored and
+queued, the bridge still applies it (or fails it once its retry window is
+spent), and 'watch --env ENV' shows its result.
+
+On a terminal, a deploy with no result after 2s shows that the request is
+stored (its DEPLOY stream sequence), the operator's health as the bridge
+sees it (its last error, the circuit state), and the time spent and left of
+the retry window (--retry-window, the bridge's RETRY_WINDOW).
 ` + clientHelp
 
 func runDeploy(ctx context.Context, c *cli, args []string) error {
@@ -46,11 +58,20 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 	pkg := fs.String("package", "", "package `JSON` object for --version's deployment")
 	noWait := fs.Bool("no-wait", false, "publish and return without waiting for the result")
 	id := fs.String("id", "", "event id (default: a new UUID); re-sending an id within 2 minutes is stored once")
+	window := 10 * time.Minute
+	if v, err := time.ParseDuration(c.getenv(envPrefix + "RETRY_WINDOW")); err == nil && v > 0 {
+		window = v
+	}
+	retryWindow := fs.Duration("retry-window", window, "the bridge's RETRY_WINDOW, for the progress shown ($"+envPrefix+"RETRY_WINDOW)")
+	progress := fs.String("progress", "auto", "progress of a slow deploy on stderr: auto (on a terminal), on or off")
 	if err := parseFlags(c, fs, deployUsage, args); err != nil {
 		return err
 	}
-	if *env == "" || *app == "" || *ver == "" {
-		return usageError("deploy: --env, --app and --version are required")
+	if *progress != "auto" && *progress != "on" && *progress != "off" {
+		return usageError("deploy: --progress %q: want auto, on or off", *progress)
+	}
+	if err := requireFlags(fs, "env", "app", "version"); err != nil {
+		return err
 	}
 	if !events.ValidEnvironmentID(*env) {
 		return usageError("deploy: --env %q is not an environment ID (1-64 of A-Z a-z 0-9 _ -)", *env)
@@ -58,6 +79,12 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 	req := events.DeployRequest{App: *app, Version: *ver}
 	var err error
 	if req.Deployments, err = parseDeployments(*deps, *ver, *pkg); err != nil {
+		return usageError("deploy: %v", err)
+	}
+	if err := req.Validate(); err != nil { // what the bridge would reject
+		if e, ok := errors.AsType[*events.Error](err); ok {
+			return usageError("deploy: %s", e.Info().Message)
+		}
 		return usageError("deploy: %v", err)
 	}
 
@@ -68,11 +95,10 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 	defer closeSession()
 	wctx, cancel := cf.callContext(ctx)
 	defer cancel()
-	pub, res, err := bc.deploy(wctx, *env, *id, req, !*noWait)
-	p := palette{on: !cf.json && c.useColor(c.stdout)}
+	pub, err := bc.publishDeploy(wctx, *env, *id, req)
 	if err != nil {
-		if wctx.Err() != nil { // publishing or waiting ran out of time
-			err = withCode(exitTimeout, fmt.Errorf("no result for request %s on %s within %s (the bridge may still be retrying): %w", pub.ID, pub.Subject, cf.timeout, err))
+		if wctx.Err() != nil { // publishing ran out of time
+			err = withCode(exitTimeout, fmt.Errorf("request %s not stored on %s within %s: %w", pub.ID, pub.Subject, cf.timeout, err))
 		} else if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
 			err = fmt.Errorf("%w: no stream stores %s (has a bridge started on this NATS?)", err, pub.Subject)
 		}
@@ -82,15 +108,36 @@ func runDeploy(ctx context.Context, c *cli, args []string) error {
 		if cf.json {
 			return writeJSON(c.stdout, pub)
 		}
-		fmt.Fprintf(c.stdout, "published request %s to %s\n", pub.ID, pub.Subject)
+		fmt.Fprintf(c.stdout, "published request %s to %s (%s #%d)\n", pub.ID, pub.Subject, events.StreamDeploy, pub.Sequence)
 		return nil
+	}
+	var view *progressView
+	if !cf.json && (*progress == "on" || *progress == "auto" && isTerminal(c.stderr)) {
+		view = &progressView{w: c.stderr, p: palette{on: c.useColor(c.stderr)}, redraw: isTerminal(c.stderr), retryWindow: *retryWindow, env: *env}
+	}
+	res, err := bc.waitDeploy(wctx, *env, req, pub, view)
+	p := palette{on: !cf.json && c.useColor(c.stdout)}
+	if err != nil {
+		if r := cf.refusal(); r != nil {
+			return r
+		}
+		follow := fmt.Sprintf("follow it with: %s watch --env %s", selfCommand(), *env)
+		if ctx.Err() != nil { // Ctrl-C
+			return withCode(exitInterrupted, fmt.Errorf("stopped waiting: request %s stays queued (%s #%d): the bridge still applies it, or fails it once the retry window is spent; %s",
+				pub.ID, events.StreamDeploy, pub.Sequence, follow))
+		}
+		if wctx.Err() != nil {
+			return withCode(exitTimeout, fmt.Errorf("no result within %s: request %s stays queued (%s #%d) and the bridge retries it until %s; %s",
+				cf.timeout, pub.ID, events.StreamDeploy, pub.Sequence, pub.Stored.Add(*retryWindow).Local().Format("15:04:05"), follow))
+		}
+		return err
 	}
 	if cf.json {
 		if err := writeJSON(c.stdout, res); err != nil {
 			return err
 		}
 	} else {
-		printDeployResult(c.stdout, p, *res)
+		printDeployResult(c.stdout, p, res)
 	}
 	if res.Outcome != events.Succeeded {
 		return withCode(exitFailed, nil)
@@ -126,7 +173,10 @@ func parseDeployments(s, version, pkg string) ([]events.Deployment, error) {
 		}
 		f, err := strconv.ParseFloat(ps, 64)
 		if err != nil {
-			return nil, fmt.Errorf("--deployments item %q: %q is not a number", item, ps)
+			return nil, fmt.Errorf("--deployments item %q: %q is not a number (write a percent as 20%% or 0.2)", item, ps)
+		}
+		if scale == 1 && f > 1 {
+			return nil, fmt.Errorf("--deployments item %q: %s is more than 1: write a percent as %s%% or %s", item, ps, ps, strconv.FormatFloat(f/100, 'g', -1, 64))
 		}
 		d := events.Deployment{Version: v, Percent: f * scale}
 		if v == version {
@@ -188,8 +238,8 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	if err := parseFlags(c, fs, statusUsage, args); err != nil {
 		return err
 	}
-	if *env == "" || *app == "" {
-		return usageError("status: --env and --app are required")
+	if err := requireFlags(fs, "env", "app"); err != nil {
+		return err
 	}
 	bc, closeSession, err := cf.session("status")
 	if err != nil {
@@ -248,16 +298,18 @@ func orDash(s string) string {
 	return s
 }
 
-const envsUsage = `Usage: operator-bridge envs
+const envsUsage = `Usage: operator-bridge envs [--wide] [--json]
 
 Lists the environments the bridge knows (operator-bridge.environments): their
 operator type and endpoint, whether they are active, and their last health.
+A health error is cut to 40 characters; --wide and --json show it in full.
 ` + clientHelp
 
 func runEnvs(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet("envs")
 	var cf clientFlags
 	cf.register(fs, c, 10*time.Second)
+	wide := fs.Bool("wide", false, "show health errors in full (the table cuts them short)")
 	if err := parseFlags(c, fs, envsUsage, args); err != nil {
 		return err
 	}
@@ -291,7 +343,11 @@ func runEnvs(ctx context.Context, c *cli, args []string) error {
 			if e.Health.Healthy {
 				health = p.green(fmt.Sprintf("healthy %dms", e.Health.LatencyMS))
 			} else {
-				health = p.red("unhealthy: " + e.Health.Error)
+				msg := e.Health.Error
+				if !*wide {
+					msg = shorten(msg, healthWidth)
+				}
+				health = p.red("unhealthy: " + msg)
 			}
 			checked = e.Health.CheckedAt.Local().Format("15:04:05")
 		}
@@ -304,14 +360,28 @@ func runEnvs(ctx context.Context, c *cli, args []string) error {
 	return tw.Flush()
 }
 
-const watchUsage = `Usage: operator-bridge watch [--from new|all|last|DURATION|TIME|SEQ] [--subjects S,S]
+// healthWidth is how much of a health error the envs table shows without
+// --wide; a dial error runs to 150 characters.
+const healthWidth = 40
+
+// shorten cuts s to n characters, marking the cut with "…".
+func shorten(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
+const watchUsage = `Usage: operator-bridge watch [--from new|all|last|DURATION|TIME|SEQ] [--env ENV | --subjects S,S]
 
 Follows the bridge's events live, one line each (JSON lines with --json):
 deploy results, status results and operator health by default. --from
 replays history: all of it, the last event of each subject, the last 15m,
 everything since an RFC 3339 time, or from a stream sequence (applied to each
-stream watched). Each stream is read in order; events of different streams
-are interleaved as they arrive. --count and --for bound the watch; otherwise
+stream watched). --env follows one environment's results and health. Each
+stream is read in order; events of different streams are interleaved as they
+arrive. --count and --for bound the watch; otherwise
 it runs until Ctrl-C.
 ` + clientHelp
 
@@ -319,8 +389,9 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet("watch")
 	var cf clientFlags
 	cf.register(fs, c, 0)
-	from := fs.String("from", "new", "where to start: new, all, last, a `duration`, a time or a stream sequence")
+	from := fs.String("from", "new", "start at `new|all|last|DURATION|TIME|SEQ`: new events only, all stored, each subject's last, DURATION ago (15m), since an RFC 3339 TIME, or from a stream SEQuence")
 	subjects := fs.String("subjects", "deploy.result.>,status.result.>,operator.health.>", "comma-separated `subjects` to follow")
+	env := fs.String("env", "", "follow only this environment `ID`'s deploy results, status results and health")
 	count := fs.Int("count", 0, "stop after `N` events (0: no limit)")
 	dur := fs.Duration("for", 0, "stop after this long (0: until Ctrl-C)")
 	if err := parseFlags(c, fs, watchUsage, args); err != nil {
@@ -329,6 +400,12 @@ func runWatch(ctx context.Context, c *cli, args []string) error {
 	start, err := parseFrom(*from, time.Now())
 	if err != nil {
 		return usageError("watch: %v", err)
+	}
+	if *env != "" {
+		if !events.ValidEnvironmentID(*env) {
+			return usageError("watch: --env %q is not an environment ID (1-64 of A-Z a-z 0-9 _ -)", *env)
+		}
+		*subjects = strings.Join([]string{events.DeployResultSubject(*env), events.StatusResultSubject(*env), events.HealthSubject(*env)}, ",")
 	}
 	var subs []string
 	for _, s := range strings.Split(*subjects, ",") {

@@ -111,7 +111,6 @@ func runDemo(ctx context.Context, c *cli, args []string) error {
 	b, err := bridge.New(bnc, factory, bridge.Config{
 		Instance:           "demo",
 		Version:            semver(version),
-		ManageStreams:      true,
 		EnvironmentsFile:   envFile,
 		EnvironmentsBucket: "environments",
 		OperatorTimeout:    demoOperatorTimeout,
@@ -161,7 +160,7 @@ func runDemo(ctx context.Context, c *cli, args []string) error {
 	out.line(fmt.Sprintf("  NATS (embedded, JetStream)  %s  %s", p.cyan(url), p.dim("data in "+dir)))
 	out.line(fmt.Sprintf("  fake Kubernetes operator    %s", k8s.URL))
 	out.line(fmt.Sprintf("  fake physical operator      %s", pm.URL))
-	out.line(fmt.Sprintf("  bridge /healthz /readyz /metrics  http://%s", httpAddr))
+	out.line(fmt.Sprintf("  status page and /metrics    http://%s/", httpAddr))
 	out.line(p.dim(fmt.Sprintf("  settings: OPERATOR_TIMEOUT=%s RETRY_WINDOW=%s HEALTH_INTERVAL=%s", demoOperatorTimeout, demoRetryWindow, demoHealthInterval)))
 	out.line("")
 
@@ -468,6 +467,7 @@ func versionsOf(r events.StatusResult) string {
 
 func printTryNext(out *syncWriter, p palette, url string) {
 	s := "nats --server " + url
+	self := selfCommand() // as this demo was started: go run, the PATH, or a path
 	pub := `'{"specversion":"1.0","id":"try-1","source":"/me","type":"io.boreas.deploy.request.v1","datacontenttype":"application/json","data":{"app":"my-app","version":"v2.0.0"}}'`
 	lines := []string{
 		"",
@@ -480,11 +480,11 @@ func printTryNext(out *syncWriter, p palette, url string) {
 		"  " + s + " pub deploy.request.env-mock " + pub + p.dim("   # change the id to send again"),
 		"  " + s + " sub --stream DEPLOY --all 'deploy.>'" + p.dim("   # replay history"),
 		p.bold("or with this command"),
-		"  operator-bridge envs --nats " + url,
-		"  operator-bridge deploy --nats " + url + " --env env-mock --app my-app --version v2.0.0",
-		"  operator-bridge status --nats " + url + " --env env-k8s-prod --app my-app",
-		"  operator-bridge watch --nats " + url + " --from all",
-		"  operator-bridge bench --nats " + url + " --setup --requests 2000",
+		"  " + self + " envs --nats " + url,
+		"  " + self + " deploy --nats " + url + " --env env-mock --app my-app --version v2.0.0",
+		"  " + self + " status --nats " + url + " --env env-k8s-prod --app my-app",
+		"  " + self + " watch --nats " + url + " --from all",
+		"  " + self + " bench --nats " + url + " --setup --requests 2000",
 	}
 	for _, l := range lines {
 		out.line(l)

@@ -51,7 +51,7 @@ func TestCommandsWithDeployUsers(t *testing.T) {
 	r := runCmd(t, cmd("bench", "admin", "--setup", "--requests", "20", "--envs", "2", "--apps", "2", "--progress", "off")...)
 	wantCode(t, r, 0)
 
-	r = runCmd(t, cmd("deploy", "master", "--env", "bench-000", "--app", "web", "--version", "v1")...)
+	r = runCmd(t, cmd("deploy", "master", "--env", "bench-000", "--app", "web", "--version", "v1", "--progress", "on")...)
 	wantCode(t, r, 0)
 	r = runCmd(t, cmd("status", "master", "--env", "bench-000", "--app", "web")...)
 	wantCode(t, r, 0)

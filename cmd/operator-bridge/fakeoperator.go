@@ -17,10 +17,12 @@ import (
 
 const fakeOperatorUsage = `Usage: operator-bridge fake-operator --kind kubernetes|physical [--listen ADDR] [faults]
 
-Runs a fake Kubernetes or physical-machine operator (the HTTP API of contract
-§5) that keeps the applied deployments in memory, logs each request to
-stderr and misbehaves on request. It stops on SIGINT or SIGTERM. GET /stats
-answers the calls counted so far, as JSON ({"apply": N, "status": N, ...}).
+Runs a fake Kubernetes or physical-machine operator (the HTTP API of
+docs/operators.md) that keeps the applied deployments in memory, logs each
+request to stderr and misbehaves on request. With --fencing it supports
+fencing: it answers 409 Conflict to an apply whose Boreas-Fence header is
+lower than the highest it accepted for that app. It stops on SIGINT or SIGTERM.
+GET /stats answers the calls counted so far, as JSON ({"apply": N, "status": N, ...}).
 `
 
 func runFakeOperator(ctx context.Context, c *cli, args []string) error {
@@ -30,6 +32,7 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 		listen    = fs.String("listen", "127.0.0.1:8081", "`address` to listen on")
 		f         operatortest.Fault
 		logFormat = fs.String("log-format", "auto", "auto, text or json")
+		fencing   = fs.Bool("fencing", false, "answer 409 to an apply whose Boreas-Fence is lower than the highest accepted for its app")
 	)
 	fs.DurationVar(&f.Latency, "latency", 0, "wait this long before every answer")
 	fs.IntVar(&f.FailTimes, "fail-times", 0, "answer the next `N` apply/status calls with --status-code (default 503), then succeed")
@@ -51,19 +54,22 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 
 	srv := operatortest.NewUnstartedServer(kind)
 	srv.SetFault(f)
+	srv.SetFencing(*fencing)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
-		return withCode(exitFailed, fmt.Errorf("fake-operator: %w", err))
+		return withCode(exitFailed, fmt.Errorf("fake-operator --listen %s: %w", *listen,
+			addrInUse(err, "choose another port with --listen, e.g. --listen 127.0.0.1:8083, or 127.0.0.1:0 for any free one")))
 	}
 	hs := &http.Server{Handler: countCalls(logRequests(srv.Handler(), log), kind), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1) // Serve's one result
 	go func() { served <- hs.Serve(ln) }()
-	log.Info("fake operator listening", "kind", kind.String(), "url", "http://"+ln.Addr().String(), "faults", describeFault(f))
+	log.Info("fake operator listening", "kind", kind.String(), "url", "http://"+ln.Addr().String(), "faults", describeFault(f), "fencing", *fencing)
 
 	select {
 	case <-ctx.Done():
 	case err := <-served:
-		return withCode(exitFailed, fmt.Errorf("fake-operator: %w", err))
+		return withCode(exitFailed, fmt.Errorf("fake-operator --listen %s: %w", *listen,
+			addrInUse(err, "choose another port with --listen, e.g. --listen 127.0.0.1:8083, or 127.0.0.1:0 for any free one")))
 	}
 	srv.Close() // ends hanging requests
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -116,8 +122,14 @@ func logRequests(h http.Handler, log *slog.Logger) http.Handler {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		h.ServeHTTP(rec, r)
-		log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.code,
-			"duration", time.Since(start).Round(time.Microsecond))
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.code,
+			"duration", time.Since(start).Round(time.Microsecond)}
+		for _, h := range []string{operator.HeaderRequestID, operator.HeaderFence} {
+			if v := r.Header.Get(h); v != "" {
+				attrs = append(attrs, strings.ToLower(h), v)
+			}
+		}
+		log.Info("request", attrs...)
 	})
 }
 

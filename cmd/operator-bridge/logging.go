@@ -27,7 +27,7 @@ func (c *cli) useColor(w io.Writer) bool {
 func parseLogLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.TrimSpace(s))); err != nil {
-		return 0, fmt.Errorf("%sLOG_LEVEL=%q: want debug, info, warn or error", envPrefix, s)
+		return 0, fmt.Errorf("%q: want debug, info, warn or error", s)
 	}
 	return l, nil
 }
@@ -35,17 +35,27 @@ func parseLogLevel(s string) (slog.Level, error) {
 // newLogger is the one place that picks the log handler: tint's colour text
 // on a terminal (format auto) or when asked (text), JSON otherwise.
 func (c *cli) newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	jsonOpts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationText}
 	switch strings.ToLower(format) {
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+		return slog.New(slog.NewJSONHandler(w, jsonOpts))
 	case "text":
 		return slog.New(tint.NewHandler(w, &tint.Options{Level: level, TimeFormat: time.TimeOnly, NoColor: !c.useColor(w)}))
 	default:
 		if isTerminal(w) {
 			return slog.New(tint.NewHandler(w, &tint.Options{Level: level, TimeFormat: time.TimeOnly, NoColor: !c.useColor(w)}))
 		}
-		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+		return slog.New(slog.NewJSONHandler(w, jsonOpts))
 	}
+}
+
+// durationText writes durations as people read them ("493µs", "15s")
+// instead of slog's JSON default, a number of nanoseconds.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // palette colours text for people when enabled.

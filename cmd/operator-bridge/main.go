@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -37,6 +39,9 @@ const (
 	exitFailed  = 1 // a runtime error, or a request that did not succeed
 	exitUsage   = 2 // bad flags, arguments or configuration
 	exitTimeout = 3 // a timeout, or NATS could not be reached
+	// exitInterrupted: Ctrl-C stopped deploy's wait; the request stays
+	// queued (128 + SIGINT, as shells report it).
+	exitInterrupted = 130
 )
 
 // exitError carries an exit code with an error. A nil err means the command
@@ -78,9 +83,82 @@ func exitCode(err error, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "operator-bridge: %v\n", err)
 	if code == exitUsage {
-		fmt.Fprintln(stderr, "Run 'operator-bridge help' for usage.")
+		fmt.Fprintf(stderr, "Run '%s' for usage.\n", helpFor(err.Error()))
 	}
 	return code
+}
+
+// helpFor is the help command for a usage error: the command's own --help
+// when the message starts with its name ("deploy: ...").
+func helpFor(msg string) string {
+	name, _, _ := strings.Cut(msg, ":")
+	for _, cmd := range commands() {
+		if cmd.name == name && name != "serve" {
+			return "operator-bridge " + name + " --help"
+		}
+	}
+	return "operator-bridge help"
+}
+
+// requireFlags fails when any of the named flags of fs was left empty,
+// naming the ones missing.
+func requireFlags(fs *flag.FlagSet, names ...string) error {
+	var missing, all []string
+	for _, n := range names {
+		all = append(all, "--"+n)
+		if fs.Lookup(n).Value.String() == "" {
+			missing = append(missing, "--"+n)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	verb := "is"
+	if len(missing) > 1 {
+		verb = "are"
+	}
+	return usageError("%s: %s %s missing (%s needs %s)", fs.Name(), andList(missing), verb, fs.Name(), andList(all))
+}
+
+// andList writes a, b and c.
+func andList(items []string) string {
+	if len(items) <= 1 {
+		return strings.Join(items, "")
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " and " + items[len(items)-1]
+}
+
+// nearest is the command name closest to name, if one is close enough to
+// be a typo of it.
+func nearest(name string) string {
+	best, bestDist := "", 3
+	for _, cmd := range commands() {
+		if d := editDistance(strings.ToLower(name), cmd.name); d < bestDist {
+			best, bestDist = cmd.name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // cli is what every command gets from run.
@@ -131,7 +209,48 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return cmd.run(ctx, c, args)
 		}
 	}
+	if near := nearest(name); near != "" {
+		return usageError("unknown command %q: did you mean %q?", name, near)
+	}
 	return usageError("unknown command %q", name)
+}
+
+// selfCommand is how to run this program again from the shell it was
+// started in, for the commands it suggests.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "operator-bridge"
+	}
+	onPath, _ := exec.LookPath("operator-bridge")
+	_, err = os.Stat(filepath.Join("cmd", "operator-bridge"))
+	return selfCommandFor(exe, onPath, err == nil)
+}
+
+// selfCommandFor is "go run ./cmd/operator-bridge" for an executable that
+// go run built (in a go-build folder, gone when it ends; the package path
+// outside the repository's root), "operator-bridge" when that is it on the
+// PATH, else the executable's absolute path.
+func selfCommandFor(exe, onPath string, atRepoRoot bool) string {
+	if strings.Contains(filepath.ToSlash(exe), "/go-build") {
+		if atRepoRoot {
+			return "go run ./cmd/operator-bridge"
+		}
+		return "go run github.com/boreas/operator-bridge/cmd/operator-bridge"
+	}
+	if onPath != "" && sameFile(onPath, exe) {
+		return "operator-bridge"
+	}
+	return exe
+}
+
+func sameFile(a, b string) bool {
+	if a == b {
+		return true
+	}
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }
 
 // commandList is the list of commands for the usage text.
@@ -144,10 +263,11 @@ func commandList() string {
 }
 
 const exitCodesHelp = `Exit codes:
-  0  success
-  1  failed: a runtime error, or the request did not succeed
-  2  usage: bad flags, arguments or configuration
-  3  timeout, or NATS could not be reached
+  0    success
+  1    failed: a runtime error, or the request did not succeed
+  2    usage: bad flags, arguments or configuration
+  3    timeout, or NATS could not be reached
+  130  deploy: Ctrl-C stopped the wait; the request stays queued
 `
 
 // newFlagSet returns a flag set whose errors and help come back to run.
@@ -167,6 +287,9 @@ func parseFlags(c *cli, fs *flag.FlagSet, usage string, args []string) error {
 		fs.SetOutput(&b)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
+		if b.Len() == 0 {
+			return flag.ErrHelp // a command without flags
+		}
 		fmt.Fprintln(c.stdout, "\nFlags:")
 		// Show the --long form, which the usage texts use.
 		fmt.Fprint(c.stdout, strings.ReplaceAll("\n"+b.String(), "\n  -", "\n  --")[1:])

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,7 +79,7 @@ func clearEnv(t *testing.T) {
 	t.Helper()
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, envPrefix) || strings.HasPrefix(name, "MASTER_OPERATOR_") {
+		if strings.HasPrefix(name, envPrefix) || strings.HasPrefix(name, "MASTER_OPERATOR_") || name == "KUBERNETES_SERVICE_HOST" {
 			t.Setenv(name, "")
 			os.Unsetenv(name)
 		}
@@ -196,6 +197,9 @@ func TestServeAndClientCommands(t *testing.T) {
 `)
 	s := startServe(t, map[string]string{"USE_MOCK": "true", "ENVIRONMENTS_FILE": envFile})
 	nats := "--nats=" + s.natsURL
+	if strings.Contains(s.stderr.String(), "no environments") {
+		t.Errorf("serve with two environments warned of none:\n%s", s.stderr.String())
+	}
 
 	t.Run("http", func(t *testing.T) {
 		for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
@@ -294,6 +298,13 @@ func TestServeAndClientCommands(t *testing.T) {
 		wantCode(t, r, 0)
 		if strings.TrimSpace(r.stdout) != "" {
 			t.Errorf("watch from new printed old events:\n%s", r.stdout)
+		}
+		r = runCmd(t, "watch", nats, "--env", "env-a", "--from", "all", "--count", "2", "--for", "10s")
+		wantCode(t, r, 0)
+		for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+			if !strings.Contains(line, " env-a ") {
+				t.Errorf("watch --env env-a printed another environment's event: %s", line)
+			}
 		}
 		wantCode(t, runCmd(t, "watch", nats, "--from", "yesterday-ish"), 2)
 		wantCode(t, runCmd(t, "watch", nats, "--subjects", "foo.>"), 2)
@@ -415,7 +426,7 @@ func TestDemoOnce(t *testing.T) {
 	}
 }
 
-// contractVariables are the variables of CONTRACT.md §7.
+// contractVariables are the variables of docs/configuration.md.
 var contractVariables = []string{
 	"NATS_URL", "EMBEDDED_NATS_LISTEN", "EMBEDDED_NATS_DIR",
 	"NATS_CREDS", "NATS_NKEY", "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN",
@@ -423,7 +434,7 @@ var contractVariables = []string{
 	"K8S_OPERATOR_URL", "PM_OPERATOR_URL", "USE_MOCK", "OPERATOR_TOKEN", "OPERATOR_TLS_CA",
 	"ENVIRONMENTS_FILE", "ENVIRONMENTS_BUCKET", "MANAGE_STREAMS",
 	"OPERATOR_TIMEOUT", "RETRY_WINDOW", "HEALTH_INTERVAL", "MAX_IN_FLIGHT", "HTTP_ADDR",
-	"LOG_LEVEL", "LOG_FORMAT", "INSTANCE",
+	"LOG_LEVEL", "LOG_FORMAT", "INSTANCE", "REPLICAS",
 }
 
 func TestHelp(t *testing.T) {
@@ -464,6 +475,8 @@ func TestBadConfiguration(t *testing.T) {
 		{"log format", map[string]string{"LOG_FORMAT": "xml"}, nil, "LOG_FORMAT"},
 		{"log level", map[string]string{"LOG_LEVEL": "loud"}, nil, "LOG_LEVEL"},
 		{"max in flight", map[string]string{"MAX_IN_FLIGHT": "0"}, nil, "MAX_IN_FLIGHT"},
+		{"no replicas", map[string]string{"REPLICAS": "0"}, nil, "OPERATOR_BRIDGE_REPLICAS: 0 is not between 1 and 5"},
+		{"too many replicas", map[string]string{"REPLICAS": "7"}, nil, "OPERATOR_BRIDGE_REPLICAS: 7 is not between 1 and 5"},
 		{"negative timeout", map[string]string{"OPERATOR_TIMEOUT": "-1s"}, nil, "OPERATOR_TIMEOUT"},
 		{"operator url", map[string]string{"K8S_OPERATOR_URL": "ftp://nowhere"}, nil, "K8S_OPERATOR_URL"},
 		{"alias", map[string]string{"MASTER_OPERATOR_USE_MOCK": "perhaps"}, nil, "MASTER_OPERATOR_USE_MOCK"},
@@ -494,32 +507,6 @@ func TestBadConfiguration(t *testing.T) {
 			wantCode(t, r, 2)
 			wantContains(t, "stderr", r.stderr, tt.want)
 		})
-	}
-}
-
-func TestLoadServeConfig(t *testing.T) {
-	clearEnv(t)
-	cfg, err := loadServeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.EnvironmentsBucket != "environments" || !cfg.ManageStreams || cfg.EmbeddedNATSListen != "127.0.0.1:4222" ||
-		cfg.MaxInFlight != 256 || cfg.RetryWindow != 10*time.Minute || cfg.EmbeddedNATSDir == "" || cfg.Instance == "" {
-		t.Errorf("defaults: %+v", cfg)
-	}
-	// Empty turns the bucket off, which envconfig alone cannot tell.
-	t.Setenv(envPrefix+"ENVIRONMENTS_BUCKET", "")
-	// An unprefixed name is not ours.
-	t.Setenv("HTTP_ADDR", "0.0.0.0:1")
-	cfg, err = loadServeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.EnvironmentsBucket != "" {
-		t.Errorf("ENVIRONMENTS_BUCKET set empty: bucket %q, want none", cfg.EnvironmentsBucket)
-	}
-	if cfg.HTTPAddr != "127.0.0.1:8090" {
-		t.Errorf("unprefixed HTTP_ADDR was read: %q", cfg.HTTPAddr)
 	}
 }
 
@@ -555,7 +542,7 @@ func TestParseDeployments(t *testing.T) {
 	if got, err := parseDeployments("", "v2", `{"a":1}`); err != nil || len(got) != 1 || got[0].Percent != 1 {
 		t.Errorf("package alone: %+v, %v", got, err)
 	}
-	for _, bad := range [][3]string{{"v1=0.5", "v2", ""}, {"v2", "v2", ""}, {"v2=lots", "v2", ""}, {"", "v2", "[1]"}} {
+	for _, bad := range [][3]string{{"v1=0.5", "v2", ""}, {"v2", "v2", ""}, {"v2=lots", "v2", ""}, {"", "v2", "[1]"}, {"v2=20,v1=80", "v2", ""}} {
 		if _, err := parseDeployments(bad[0], bad[1], bad[2]); err == nil {
 			t.Errorf("parseDeployments(%q, %q, %q) accepted", bad[0], bad[1], bad[2])
 		}
@@ -589,14 +576,17 @@ func TestFakeOperator(t *testing.T) {
 	var stderr lockedBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"fake-operator", "--kind", "pm", "--listen", addr, "--fail-times", "1", "--token", "tok"}, os.Getenv, io.Discard, &stderr)
+		done <- run(ctx, []string{"fake-operator", "--kind", "pm", "--listen", addr, "--fail-times", "1", "--token", "tok", "--fencing"}, os.Getenv, io.Discard, &stderr)
 	}()
+	fence := "5"
 	post := func(token string) int {
 		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/deploy",
 			strings.NewReader(`{"app":"a","version":"v1","deployments":[{"version":"v1","percent":1}]}`))
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
+		req.Header.Set("Boreas-Fence", fence)
+		req.Header.Set("Boreas-Request-Id", "req-"+fence)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return 0
@@ -617,6 +607,10 @@ func TestFakeOperator(t *testing.T) {
 	if got := post("tok"); got != http.StatusOK {
 		t.Errorf("second apply: %d, want 200", got)
 	}
+	fence = "4"
+	if got := post("tok"); got != http.StatusConflict {
+		t.Errorf("apply with an older fence: %d, want 409 (--fencing)", got)
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -626,10 +620,11 @@ func TestFakeOperator(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("fake-operator did not stop")
 	}
-	wantContains(t, "fake-operator log", stderr.String(), "/api/deploy", "503", "token required")
+	wantContains(t, "fake-operator log", stderr.String(), "/api/deploy", "503", "token required", "409", "req-4", "fencing")
 	if strings.Contains(stderr.String(), `"tok"`) {
 		t.Error("fake-operator logged its token")
 	}
+	wantContains(t, "fake-operator --help", runCmd(t, "fake-operator", "--help").stdout, "--fencing", "409 Conflict", "Boreas-Fence")
 	if r := runCmd(t, "fake-operator", "--kind", "mock"); r.code != 2 {
 		t.Errorf("--kind mock: exit %d, want 2", r.code)
 	}
@@ -686,7 +681,12 @@ func TestServeStopsOnCancel(t *testing.T) {
 	if code, _ := httpGet("http://" + httpAddr + "/healthz"); code != 0 {
 		t.Errorf("/healthz still answers %d after run returned", code)
 	}
-	wantContains(t, "log", stderr.String(), `"msg":"operator-bridge stopped"`)
+	wantContains(t, "log", stderr.String(), `"msg":"operator-bridge stopped"`, `"grace":"15s"`)
+	// Started with no environments at all: one warning saying where they come from.
+	if n := strings.Count(stderr.String(), `"msg":"no environments`); n != 1 {
+		t.Errorf("%d warnings about no environments, want 1\n%s", n, stderr.String())
+	}
+	wantContains(t, "log", stderr.String(), "OPERATOR_BRIDGE_ENVIRONMENTS_FILE", `"environments_bucket":"environments"`)
 }
 
 func TestDemoRunsUntilCancelled(t *testing.T) {
@@ -716,5 +716,240 @@ func TestDemoRunsUntilCancelled(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("demo did not stop after Ctrl-C")
+	}
+}
+
+// Usage errors name what is wrong and the help that says more; none needs
+// NATS.
+func TestUsageMessages(t *testing.T) {
+	clearEnv(t)
+	tests := []struct {
+		name   string
+		args   []string
+		stderr []string
+	}{
+		{"deploy without app and version", []string{"deploy", "--env", "e"},
+			[]string{"deploy: --app and --version are missing", "Run 'operator-bridge deploy --help'"}},
+		{"deploy without env", []string{"deploy", "--app", "a", "--version", "v1"},
+			[]string{"deploy: --env is missing (deploy needs --env, --app and --version)", "deploy --help"}},
+		{"status without app", []string{"status", "--env", "e"},
+			[]string{"status: --app is missing", "Run 'operator-bridge status --help'"}},
+		{"bad flag", []string{"watch", "--bogus"}, []string{"bogus", "Run 'operator-bridge watch --help'"}},
+		{"percent without %", []string{"deploy", "--env", "e", "--app", "a", "--version", "v1", "--deployments", "v1=20,v0=80"},
+			[]string{`"v1=20": 20 is more than 1: write a percent as 20% or 0.2`}},
+		{"version with a space", []string{"deploy", "--env", "e", "--app", "a", "--version", "v 1.0"},
+			[]string{`deploy: version: "v 1.0" is not a valid version: 1–128 printable characters, no spaces`}},
+		{"percents over 1", []string{"deploy", "--env", "e", "--app", "a", "--version", "v1", "--deployments", "v1=0.5,v0=60%"},
+			[]string{"deploy: deployments: percents add up to 1.1, more than 1"}},
+		{"typo", []string{"deploi"}, []string{`unknown command "deploi": did you mean "deploy"?`, "Run 'operator-bridge help'"}},
+		{"typo of status", []string{"stauts"}, []string{`did you mean "status"?`}},
+		{"typo of envs", []string{"env"}, []string{`did you mean "envs"?`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCmd(t, tt.args...)
+			wantCode(t, r, exitUsage)
+			wantContains(t, "stderr", r.stderr, tt.stderr...)
+		})
+	}
+	if r := runCmd(t, "xyzzy"); strings.Contains(r.stderr, "did you mean") {
+		t.Errorf("xyzzy got a suggestion:\n%s", r.stderr)
+	}
+}
+
+func TestHelpTexts(t *testing.T) {
+	r := runCmd(t, "version", "--help")
+	wantCode(t, r, 0)
+	if strings.Contains(r.stdout, "Flags:") {
+		t.Errorf("version --help prints a Flags section though version has no flags:\n%s", r.stdout)
+	}
+	r = runCmd(t, "watch", "--help")
+	wantContains(t, "watch --help", r.stdout, "--from new|all|last|DURATION|TIME|SEQ", "--env ID")
+	if strings.Contains(r.stdout, "--from duration") {
+		t.Errorf("watch --from is labelled a duration:\n%s", r.stdout)
+	}
+}
+
+// An address in use names the variable or flag that chose it and a way out.
+func TestAddressInUse(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want []string
+	}{
+		{"ops HTTP", map[string]string{"HTTP_ADDR": addr}, []string{"serve"},
+			[]string{"OPERATOR_BRIDGE_HTTP_ADDR=" + addr, "address already in use", "OPERATOR_BRIDGE_HTTP_ADDR=127.0.0.1:8091", "set it empty"}},
+		{"embedded NATS", map[string]string{"EMBEDDED_NATS_LISTEN": addr}, []string{"serve"},
+			[]string{"OPERATOR_BRIDGE_EMBEDDED_NATS_LISTEN=" + addr, "address already in use", "OPERATOR_BRIDGE_EMBEDDED_NATS_LISTEN=127.0.0.1:4333", "OPERATOR_BRIDGE_NATS_URL=nats://" + addr}},
+		{"fake operator", nil, []string{"fake-operator", "--kind", "k8s", "--listen", addr},
+			[]string{"--listen " + addr, "address already in use", "--listen 127.0.0.1:8083"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			t.Setenv(envPrefix+"EMBEDDED_NATS_DIR", t.TempDir())
+			t.Setenv(envPrefix+"EMBEDDED_NATS_LISTEN", testAddr(t))
+			t.Setenv(envPrefix+"HTTP_ADDR", testAddr(t))
+			for k, v := range tt.env {
+				t.Setenv(envPrefix+k, v)
+			}
+			r := runCmd(t, tt.args...)
+			wantCode(t, r, exitFailed)
+			wantContains(t, "stderr", r.stderr, tt.want...)
+			if strings.Contains(r.stderr, "embedded NATS server started") {
+				t.Errorf("the embedded NATS server started before the addresses were checked:\n%s", r.stderr)
+			}
+		})
+	}
+}
+
+// envs keeps its table narrow: a long health error is cut short there and
+// shown in full with --wide and --json.
+func TestEnvsHealthColumn(t *testing.T) {
+	envFile := writeFile(t, "environments.yaml", "- {id: env-down, type: k8s, operator_url: \"http://"+testAddr(t)+"\"}\n")
+	s := startServe(t, map[string]string{"ENVIRONMENTS_FILE": envFile})
+	nats := "--nats=" + s.natsURL
+	var full string
+	deadline := time.Now().Add(15 * time.Second)
+	for full == "" {
+		r := runCmd(t, "envs", nats, "--json")
+		wantCode(t, r, 0)
+		var list []events.EnvironmentInfo
+		if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 {
+			t.Fatalf("envs --json: %v\n%s", err, r.stdout)
+		}
+		if h := list[0].Health; h != nil && !h.Healthy {
+			full = h.Error
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no failed health check within 15s: %+v", list[0])
+		} else {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if len(full) <= healthWidth {
+		t.Fatalf("the health error %q is too short to test the cut", full)
+	}
+	r := runCmd(t, "envs", nats)
+	wantCode(t, r, 0)
+	if strings.Contains(r.stdout, full) || !strings.Contains(r.stdout, shorten(full, healthWidth)) {
+		t.Errorf("envs table does not cut the health error to %d characters:\n%s", healthWidth, r.stdout)
+	}
+	r = runCmd(t, "envs", nats, "--wide")
+	wantCode(t, r, 0)
+	wantContains(t, "envs --wide", r.stdout, full)
+}
+
+// The commands the demo suggests work as printed, however it was started.
+func TestSelfCommand(t *testing.T) {
+	tests := []struct {
+		name, exe, onPath string
+		atRepoRoot        bool
+		want              string
+	}{
+		{"go run at the root", "/tmp/go-build2797/b001/exe/operator-bridge", "", true, "go run ./cmd/operator-bridge"},
+		{"go run elsewhere", "/tmp/go-build2797/b001/exe/operator-bridge", "/home/u/go/bin/operator-bridge", false, "go run github.com/boreas/operator-bridge/cmd/operator-bridge"},
+		{"installed", "/home/u/go/bin/operator-bridge", "/home/u/go/bin/operator-bridge", false, "operator-bridge"},
+		{"make build", "/src/operator-bridge/bin/operator-bridge", "/home/u/go/bin/operator-bridge", true, "/src/operator-bridge/bin/operator-bridge"},
+		{"nothing on the PATH", "/opt/ob/operator-bridge", "", false, "/opt/ob/operator-bridge"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := selfCommandFor(tt.exe, tt.onPath, tt.atRepoRoot); got != tt.want {
+				t.Errorf("selfCommandFor(%q, %q, %v) = %q, want %q", tt.exe, tt.onPath, tt.atRepoRoot, got, tt.want)
+			}
+		})
+	}
+}
+
+// deploy to an operator that is down shows, as it waits, that the request
+// is stored and retried, and what the bridge's health events say; Ctrl-C
+// leaves the request queued, says how to follow it, and exits 130.
+func TestDeployToADownOperator(t *testing.T) {
+	envFile := writeFile(t, "environments.yaml", "- {id: env-down, type: k8s, operator_url: \"http://"+testAddr(t)+"\"}\n")
+	s := startServe(t, map[string]string{"ENVIRONMENTS_FILE": envFile, "RETRY_WINDOW": "5m"})
+
+	ctx, interrupt := context.WithCancel(t.Context())
+	defer interrupt()
+	var stdout, stderr lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"deploy", "--nats", s.natsURL, "--env", "env-down", "--app", "web", "--version", "v1",
+			"--progress", "on", "--retry-window", "5m"}, os.Getenv, &stdout, &stderr)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(stderr.String(), "unhealthy") {
+		select {
+		case err := <-done:
+			t.Fatalf("deploy ended before Ctrl-C: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress within 20s:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	wantContains(t, "progress", stderr.String(), "is stored (DEPLOY #", "the bridge retries it until", "retry window 5m0s",
+		"operator kubernetes http://", "connection refused")
+	interrupt() // Ctrl-C
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("deploy did not stop after Ctrl-C")
+	}
+	var errb bytes.Buffer
+	if code := exitCode(err, &errb); code != exitInterrupted {
+		t.Errorf("exit code %d after Ctrl-C, want %d: %v", code, exitInterrupted, err)
+	}
+	wantContains(t, "Ctrl-C message", errb.String(), "stays queued (DEPLOY #", "the bridge still applies it", "watch --env env-down")
+	if strings.Contains(errb.String(), "within") {
+		t.Errorf("Ctrl-C speaks of a timeout: %s", errb.String())
+	}
+}
+
+// A request whose operator answers 503 for the whole retry window fails,
+// and the result says how often the operator was called.
+func TestDeployFailsAfterTheRetryWindow(t *testing.T) {
+	k8s := operatortest.NewServer(operator.Kubernetes)
+	defer k8s.Close()
+	k8s.SetFault(operatortest.Fault{Always503: true})
+	envFile := writeFile(t, "environments.yaml", "- {id: env-503, type: k8s, operator_url: \""+k8s.URL+"\"}\n")
+	s := startServe(t, map[string]string{"ENVIRONMENTS_FILE": envFile, "RETRY_WINDOW": "3s"})
+	r := runCmd(t, "deploy", "--nats", s.natsURL, "--env", "env-503", "--app", "web", "--version", "v1", "--json", "--progress", "on")
+	wantCode(t, r, exitFailed)
+	var res events.DeployResult
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("%v\n%s", err, r)
+	}
+	if res.Outcome != events.Failed || res.Error == nil || !res.Error.Retryable {
+		t.Errorf("result %+v, want failed and retryable", res)
+	}
+	calls := 0
+	for _, req := range k8s.Requests() {
+		if req.Path == "/api/apply" {
+			calls++
+		}
+	}
+	if calls == 0 {
+		t.Fatalf("the operator was never called")
+	}
+	if res.Attempts == 0 {
+		t.Errorf("the failed result says attempts 0, though the operator was called %d times: %+v", calls, res)
+	}
+	if strings.Contains(r.stderr, "is stored") {
+		t.Errorf("--json printed progress:\n%s", r.stderr)
+	}
+	r = runCmd(t, "deploy", "--nats", s.natsURL, "--env", "env-503", "--app", "web", "--version", "v2", "--progress", "off")
+	wantCode(t, r, exitFailed)
+	wantContains(t, "deploy", r.stdout, "failed", "operator_unavailable")
+	if !regexp.MustCompile(`attempts +[1-9]`).MatchString(r.stdout) {
+		t.Errorf("deploy does not show the result's attempts:\n%s", r.stdout)
 	}
 }

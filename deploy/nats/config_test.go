@@ -13,7 +13,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -427,12 +429,24 @@ func TestSingleNodePermissions(t *testing.T) {
 	// master: requests and queries go in; results, health and dead letters do not.
 	req := master.mustStore(t, "deploy.request.env-001", `{"id":"r1"}`)
 	master.mustStore(t, "status.query.env-001", `{"id":"q1"}`)
-	for _, subj := range []string{"deploy.result.env-001", "status.result.env-001", "operator.health.env-001", "deadletter.deploy.request.env-001"} {
+	for _, subj := range []string{"deploy.result.env-001", "status.result.env-001", "operator.health.env-001", "deadletter.deploy.request.env-001",
+		bridge.ForwardPrefix + "abcd"} {
 		master.mustNotPublish(t, subj)
+	}
+	// Bridges hand requests to each other; nobody else may.
+	fwd, err := br.nc.SubscribeSync(bridge.ForwardPrefix + "abcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := br.nc.Publish(bridge.ForwardPrefix+"abcd", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fwd.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("bridge: forward a request to another bridge: %v", err)
 	}
 
 	// viewer: reads only.
-	for _, subj := range []string{"deploy.request.env-001", "status.query.env-001", "deploy.result.env-001", "operator.health.env-001", "deadletter.x"} {
+	for _, subj := range []string{"deploy.request.env-001", "status.query.env-001", "deploy.result.env-001", "operator.health.env-001", "deadletter.x", bridge.ForwardPrefix + "abcd"} {
 		viewer.mustNotPublish(t, subj)
 	}
 	viewer.mustFail(t, "put into the environments bucket", func(ctx context.Context) error {
@@ -654,9 +668,15 @@ func TestBridgeRunsAsBridgeUser(t *testing.T) {
 	if err := os.WriteFile(envFile, []byte(`[{"id":"env-001","name":"dev","type":"mock"}]`), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opsAddr := ln.Addr().String()
+	ln.Close()
 	b, err := newBridge(br.nc, bridge.Config{
 		Instance:           "natsconfig-test",
-		ManageStreams:      true,
+		HTTPAddr:           opsAddr, // the status page follows streams as this user too
 		EnvironmentsFile:   envFile,
 		EnvironmentsBucket: "environments",
 		HealthInterval:     time.Hour,
@@ -716,6 +736,36 @@ func TestBridgeRunsAsBridgeUser(t *testing.T) {
 		t.Errorf("result %s: %v", m.Data, err)
 	}
 
+	// A redelivered request looks for its stored result the way the bridge
+	// does: an ephemeral consumer, headers only, over its environment's results,
+	// deleted after.
+	for _, sub := range [][2]string{{"DEPLOY", "deploy.result.env-001"}, {"STATUS", "status.result.env-001"}} {
+		oc, err := br.js.CreateConsumer(ctx, sub[0], jetstream.ConsumerConfig{Name: "operator-bridge-look-test", FilterSubject: sub[1],
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: 1, AckPolicy: jetstream.AckNonePolicy,
+			HeadersOnly: true, MemoryStorage: true, InactiveThreshold: time.Minute})
+		if err != nil {
+			t.Fatalf("bridge: look through %s: %v", sub[1], err)
+		}
+		defer func() {
+			if err := br.js.DeleteConsumer(ctx, sub[0], "operator-bridge-look-test"); err != nil {
+				t.Errorf("bridge: delete its look through %s: %v", sub[1], err)
+			}
+		}()
+		if sub[0] == "DEPLOY" {
+			b, err := oc.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for range b.Messages() {
+				n++
+			}
+			if n != 1 || b.Error() != nil {
+				t.Fatalf("bridge: read %d stored results through an ordered consumer: %v", n, b.Error())
+			}
+		}
+	}
+
 	// Health at start, readable by the viewer from the stream.
 	hs, err := viewer.js.Stream(ctx, "HEALTH")
 	if err != nil {
@@ -727,6 +777,25 @@ func TestBridgeRunsAsBridgeUser(t *testing.T) {
 			break
 		} else if time.Now().After(deadline) {
 			t.Fatalf("no health of env-001: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// The status page, reading the streams as the bridge user, shows the
+	// environment's health and the result.
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + opsAddr + "/")
+		var page []byte
+		if err == nil {
+			page, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		if strings.Contains(string(page), `id="env-env-001" data-state="healthy"`) && strings.Contains(string(page), "my-app") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the status page does not show env-001 healthy and my-app's result: %v\n%s", err, page)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -1,7 +1,10 @@
 // Package operatortest provides fake Kubernetes and physical-machine
 // operators for tests, in the manner of net/http/httptest: real HTTP on
 // 127.0.0.1, in-memory state like operator.MockClient, every request
-// recorded, and scriptable faults (see Fault).
+// recorded, and scriptable faults (see Fault). With SetFencing(true) a fake
+// operator supports fencing (the Boreas-Fence header, see
+// operator.ApplyRequest): it answers 409 Conflict to an apply whose fence is
+// lower than the highest it accepted for that app.
 //
 //	srv := operatortest.NewServer(operator.Kubernetes)
 //	defer srv.Close()
@@ -11,6 +14,7 @@ package operatortest
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -32,7 +36,19 @@ type Request struct {
 	RawPath string // path as sent, escaped
 	Header  http.Header
 	Body    []byte
-	Time    time.Time
+	Time    time.Time // when it arrived, before any Fault.Latency or Hang
+
+	// Of an apply: its fencing headers (zero when absent or unreadable),
+	// whether it was applied, and when the server decided (applied it,
+	// refused it as stale, or answered a fault). Decided is zero when it was
+	// never decided (a hang, a dropped connection, a closed server).
+	RequestID   string
+	RequestTime time.Time
+	Fence       uint64
+	Accepted    bool
+	Decided     time.Time
+	// StatusCode is the HTTP status answered, 0 when none was.
+	StatusCode int
 }
 
 // Fault scripts how the server misbehaves. The zero Fault is a healthy
@@ -77,12 +93,15 @@ type Server struct {
 	closing chan struct{}
 	once    sync.Once
 
-	mu       sync.Mutex
-	fault    Fault
-	failed   int
-	requests []Request
-	state    map[string]operator.Status
-	applied  map[string][]string
+	mu          sync.Mutex
+	fault       Fault
+	failed      int
+	requests    []*Request
+	maxRecorded int
+	state       map[string]operator.Status
+	applied     map[string][]string
+	fencing     bool
+	fences      map[string]uint64 // app → highest fence accepted
 }
 
 // NewServer starts and returns a fake operator of kind (operator.Kubernetes
@@ -110,11 +129,13 @@ func NewUnstartedServer(kind operator.Kind) *Server {
 		panic(fmt.Sprintf("operatortest: %q is not an HTTP operator kind", kind))
 	}
 	s := &Server{
-		Kind:    kind,
-		routes:  routes,
-		closing: make(chan struct{}),
-		state:   make(map[string]operator.Status),
-		applied: make(map[string][]string),
+		Kind:        kind,
+		routes:      routes,
+		closing:     make(chan struct{}),
+		maxRecorded: MaxRecorded,
+		state:       make(map[string]operator.Status),
+		applied:     make(map[string][]string),
+		fences:      make(map[string]uint64),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+routes.Apply, s.apply)
@@ -171,6 +192,38 @@ func (s *Server) SetFault(f Fault) {
 	s.failed = 0
 }
 
+// SetFencing turns fencing on or off. While it is on, an apply whose
+// Boreas-Fence is lower than the highest the server accepted for its app is
+// answered 409 Conflict with {"success":false,"message":"stale fence N < M"}
+// and not applied, and an unreadable Boreas-Fence is answered 400. An apply
+// without the header is never refused as stale. The highest fences are kept
+// while fencing is off.
+func (s *Server) SetFencing(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fencing = on
+}
+
+// SetMaxRecorded changes how many requests the server remembers (default
+// MaxRecorded); n <= 0 restores the default.
+func (s *Server) SetMaxRecorded(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n <= 0 {
+		n = MaxRecorded
+	}
+	s.maxRecorded = n
+	s.trim()
+}
+
+// trim forgets the oldest requests beyond maxRecorded. s.mu is held.
+func (s *Server) trim() {
+	if over := len(s.requests) - s.maxRecorded; over > 0 {
+		clear(s.requests[:over])
+		s.requests = slices.Delete(s.requests, 0, over)
+	}
+}
+
 // Requests returns the requests received so far (the last MaxRecorded),
 // oldest first.
 func (s *Server) Requests() []Request {
@@ -178,9 +231,10 @@ func (s *Server) Requests() []Request {
 	defer s.mu.Unlock()
 	out := make([]Request, len(s.requests))
 	for i, r := range s.requests {
-		r.Header = r.Header.Clone()
-		r.Body = slices.Clone(r.Body)
-		out[i] = r
+		c := *r
+		c.Header = r.Header.Clone()
+		c.Body = slices.Clone(r.Body)
+		out[i] = c
 	}
 	return out
 }
@@ -210,21 +264,50 @@ func (s *Server) currentFault() Fault {
 	return s.fault
 }
 
+type recordKey struct{}
+
+// record returns the record of the request r, set by wrap.
+func record(r *http.Request) *Request { return r.Context().Value(recordKey{}).(*Request) }
+
+// recorder notes the status of the answer in the request's record.
+type recorder struct {
+	http.ResponseWriter
+	s   *Server
+	rec *Request
+}
+
+func (w *recorder) WriteHeader(code int) {
+	w.s.mu.Lock()
+	if w.rec.StatusCode == 0 {
+		w.rec.StatusCode = code
+		if w.rec.Decided.IsZero() {
+			w.rec.Decided = time.Now()
+		}
+	}
+	w.s.mu.Unlock()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // wrap records every request and applies the faults common to all endpoints.
 func (s *Server) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, maxRequestBody))
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		s.mu.Lock()
-		if len(s.requests) >= MaxRecorded {
-			s.requests = slices.Delete(s.requests, 0, len(s.requests)-MaxRecorded+1)
-		}
-		s.requests = append(s.requests, Request{
+		rec := &Request{
 			Method: r.Method, Path: r.URL.Path, RawPath: r.URL.EscapedPath(),
 			Header: r.Header.Clone(), Body: body, Time: time.Now(),
-		})
+		}
+		fencing, _ := operator.ParseFencing(r.Header)
+		rec.RequestID, rec.RequestTime, rec.Fence = fencing.RequestID, fencing.RequestTime, fencing.Fence
+		s.mu.Lock()
+		s.requests = append(s.requests, rec)
+		s.trim()
 		f := s.fault
 		s.mu.Unlock()
+		r = r.WithContext(context.WithValue(r.Context(), recordKey{}, rec))
+		w = &recorder{ResponseWriter: w, s: s, rec: rec}
 
 		if f.Token != "" && r.Header.Get("Authorization") != "Bearer "+f.Token {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "missing or wrong bearer token"})
@@ -250,11 +333,9 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 			}
 		}
 		if f.DropConn {
-			if hj, ok := w.(http.Hijacker); ok {
-				if conn, _, err := hj.Hijack(); err == nil {
-					conn.Close()
-					return
-				}
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				conn.Close()
+				return
 			}
 			panic(http.ErrAbortHandler) // HTTP/2: abort the stream
 		}
@@ -324,9 +405,25 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	fencing, err := operator.ParseFencing(r.Header)
+	rec := record(r)
 	s.mu.Lock()
+	if s.fencing {
+		if err != nil {
+			s.mu.Unlock()
+			writeJSON(w, http.StatusBadRequest, map[string]string{"message": "invalid fencing header: " + err.Error()})
+			return
+		}
+		if high := s.fences[req.App]; fencing.Fence != 0 && fencing.Fence < high {
+			s.mu.Unlock()
+			writeJSON(w, http.StatusConflict, operator.ApplyResponse{Success: false, Message: fmt.Sprintf("stale fence %d < %d", fencing.Fence, high)})
+			return
+		}
+	}
+	s.fences[req.App] = max(s.fences[req.App], fencing.Fence)
 	s.state[req.App] = operator.MockStatus(req)
 	s.applied[req.App] = append(s.applied[req.App], req.Version)
+	rec.Accepted, rec.Decided = true, time.Now()
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, operator.ApplyResponse{Success: true, Message: fmt.Sprintf("applied %s to %s", req.Version, req.App)})
 }
@@ -354,7 +451,9 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
 }
 
 func clone(st operator.Status) operator.Status {

@@ -1,0 +1,271 @@
+package bridge_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/boreas/operator-bridge/bridge"
+	"github.com/boreas/operator-bridge/events"
+	"github.com/boreas/operator-bridge/operator"
+	"github.com/boreas/operator-bridge/operator/operatortest"
+)
+
+// A burst for one environment and app behind a slow operator takes one
+// worker: requests of other keys keep flowing instead of queueing behind it.
+func TestHotKeyDoesNotStallOtherKeys(t *testing.T) {
+	w := newWorld(t)
+	w.k8s.SetFault(operatortest.Fault{Latency: 150 * time.Millisecond})
+	w.startBridge(func(o *bridgeOpts) {
+		o.cfg.MaxInFlight = 4
+		o.cfg.RetryWindow = time.Minute
+	})
+	base := time.Now().Add(-time.Minute)
+	var hot, other []string
+	for i := range 30 {
+		hot = append(hot, w.deploy("env-k8s", events.DeployRequest{App: "hot", Version: fmt.Sprintf("v%d", i)},
+			events.WithTime(base.Add(time.Duration(i)*time.Millisecond))))
+	}
+	for i := range 8 {
+		other = append(other, w.deploy("env-pm", events.DeployRequest{App: fmt.Sprintf("app%d", i), Version: "v1"}))
+	}
+	for _, id := range other {
+		if r := w.result(id); r.Outcome != events.Succeeded {
+			t.Fatalf("other key: %+v", r)
+		}
+	}
+	// Every other key's result came while the hot key was still busy.
+	w.mu.Lock()
+	done := 0
+	for _, id := range hot {
+		done += len(w.res[id])
+	}
+	w.mu.Unlock()
+	if done >= len(hot)/2 {
+		t.Fatalf("other keys waited for %d of the hot key's %d requests", done, len(hot))
+	}
+	// And the hot key still applies every request in order, with one result each.
+	for _, id := range hot {
+		if r := w.result(id); r.Outcome != events.Succeeded && r.Outcome != events.Superseded {
+			t.Fatalf("hot key: %+v", r)
+		}
+	}
+	applied := w.k8s.Applied("hot")
+	rank := map[string]int{}
+	for i := range 30 {
+		rank[fmt.Sprintf("v%d", i)] = i
+	}
+	versionsNeverGoBack(t, applied, rank)
+}
+
+// A request whose result was stored but whose ack was lost, delivered again
+// long after the duplicate window, gets no second result and is not applied
+// again.
+func TestRedeliveryAfterTheDuplicateWindowStoresNoSecondResult(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	// The streams as an operator might make them, with a short duplicate
+	// window standing in for the 2 minutes.
+	for _, sc := range events.StreamConfigs() {
+		sc.Duplicates = 200 * time.Millisecond
+		if _, err := w.js.CreateStream(ctx, sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.js.CreateKeyValue(ctx, bridge.EnvironmentsBucketConfig("environments")); err != nil {
+		t.Fatal(err)
+	}
+	const ackWait = time.Second
+	msg, id, err := events.NewDeployRequest("/test", "env-k8s", events.DeployRequest{App: "late", Version: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := w.js.PublishMsg(ctx, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A bridge took it (first delivery), stored its result and died before
+	// its ack.
+	cons, err := w.js.CreateOrUpdateConsumer(ctx, events.StreamDeploy, bridge.ConsumerConfigs(ackWait, 8)[events.StreamDeploy])
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _, err := events.DecodeDeployRequest(first.Subject(), first.Headers(), first.Data())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := events.NewDeployResult("/operator-bridge/dead", env, ack.Sequence, events.DeployResult{
+		RequestID: id, Environment: "env-k8s", App: "late", Version: "v1", Operator: "kubernetes",
+		Outcome: events.Succeeded, Success: true, Message: "applied v1 to late", Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.publish(res)
+	time.Sleep(300 * time.Millisecond) // past the duplicate window
+
+	w.startBridge(func(o *bridgeOpts) {
+		o.cfg.ExternalStreams = true
+		o.cfg.AckWait = ackWait
+	})
+	w.eventually(20*time.Second, "the redelivery acknowledged", func() bool {
+		ci, err := cons.Info(ctx)
+		return err == nil && ci.NumAckPending == 0 && ci.NumPending == 0 && ci.Delivered.Consumer >= 2
+	})
+	// Looking left no consumer behind: after a crash hundreds of
+	// redeliveries look, and a stream's consumers are limited.
+	st, err := w.js.Stream(ctx, events.StreamDeploy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for n := range st.ConsumerNames(ctx).Name() {
+		names = append(names, n)
+	}
+	if len(names) != 1 || names[0] != bridge.DeployConsumer {
+		t.Fatalf("consumers of DEPLOY after the look: %v", names)
+	}
+	if got := w.storedResults()[id]; len(got) != 1 {
+		t.Fatalf("%d stored results, want the one stored before: %+v", len(got), got)
+	}
+	if got := w.k8s.Applied("late"); len(got) != 0 {
+		t.Fatalf("applied again: %v", got)
+	}
+}
+
+// An operator that supports fencing refuses an apply older than one it
+// accepted; the bridge reports that request superseded, saying it was sent.
+func TestStaleApplyRefusedByAFencingOperatorIsSuperseded(t *testing.T) {
+	w := newWorld(t)
+	w.k8s.SetFencing(true)
+	w.startBridge()
+	id := w.deploy("env-k8s", events.DeployRequest{App: "fenced", Version: "v1"})
+	if r := w.result(id); r.Outcome != events.Succeeded {
+		t.Fatalf("first: %+v", r)
+	}
+	reqs := w.k8s.Requests()
+	last := reqs[len(reqs)-1]
+	if last.Fence == 0 || last.RequestID != id {
+		t.Fatalf("apply without fencing headers: %+v", last)
+	}
+	// Another replica's newer apply reached the operator (here: sent by
+	// hand with a higher fence), so the bridge's next fence is stale.
+	op := operator.NewK8sClient(w.k8s.URL)
+	if _, err := op.Apply(t.Context(), operator.ApplyRequest{App: "fenced", Version: "v9",
+		Deployments: []operator.Deployment{{Version: "v9", Percent: 1}}, Fence: last.Fence + 100}); err != nil {
+		t.Fatal(err)
+	}
+	id2 := w.deploy("env-k8s", events.DeployRequest{App: "fenced", Version: "v2"})
+	r := w.result(id2)
+	if r.Outcome != events.Superseded || r.Error == nil || r.Error.Code != events.CodeSuperseded || r.Error.Retryable {
+		t.Fatalf("stale apply: %+v", r)
+	}
+	if !strings.Contains(r.Message, "refused it as stale") || strings.Contains(r.Message, "not sent") {
+		t.Fatalf("message does not say the operator refused it: %q", r.Message)
+	}
+}
+
+// A request that never reached its operator within the retry window says
+// what held it and how often the operator was called, instead of reporting
+// an operator failure.
+func TestWindowSpentWaitingSaysWhatHeldIt(t *testing.T) {
+	w := newWorld(t)
+	r := w.startBridge(func(o *bridgeOpts) { o.cfg.RetryWindow = 2 * time.Second })
+	_ = r
+	kv, err := w.js.KeyValue(t.Context(), bridge.OrderBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another replica holds the key's lease and never lets go.
+	if _, err := kv.Put(t.Context(), "env-pm.held", []byte(`{"lease":{"owner":"ghost","ttl_ms":3600000}}`)); err != nil {
+		t.Fatal(err)
+	}
+	id := w.deploy("env-pm", events.DeployRequest{App: "held", Version: "v1"})
+	res := w.result(id)
+	if res.Outcome != events.Failed || res.Attempts != 0 || res.Error == nil || !res.Error.Retryable {
+		t.Fatalf("result: %+v", res)
+	}
+	for _, want := range []string{"retry window of 2s spent waiting on another replica", "after 0 operator calls"} {
+		if !strings.Contains(res.Message, want) {
+			t.Fatalf("message %q does not say %q", res.Message, want)
+		}
+	}
+	if got := w.pm.Applied("held"); len(got) != 0 {
+		t.Fatalf("applied while another replica held the key: %v", got)
+	}
+}
+
+// A request handed to a lease holder that is gone comes back and takes the
+// ordinary way: it waits the lease out and is applied, once.
+func TestForwardToAGoneHolderFallsBack(t *testing.T) {
+	w := newWorld(t)
+	w.startBridge(func(o *bridgeOpts) { o.cfg.RetryWindow = 30 * time.Second })
+	kv, err := w.js.KeyValue(t.Context(), bridge.OrderBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A replica that died holding the key, with a short lease.
+	if _, err := kv.Put(t.Context(), "env-pm.gone", []byte(`{"lease":{"owner":"ghost","ttl_ms":300,"forward":"operator-bridge.forward.ghost"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	id := w.deploy("env-pm", events.DeployRequest{App: "gone", Version: "v1"})
+	if r := w.result(id); r.Outcome != events.Succeeded || r.Attempts != 1 {
+		t.Fatalf("result: %+v", r)
+	}
+	if got := w.pm.Applied("gone"); len(got) != 1 {
+		t.Fatalf("applied %v, want once", got)
+	}
+}
+
+// A first delivery of a request whose key another replica holds is handed
+// to that replica, which stores the result and answers how to settle it:
+// the delivering replica neither calls the operator nor publishes anything.
+func TestRequestOfAHeldKeyIsHandedToItsHolder(t *testing.T) {
+	w := newWorld(t)
+	w.startBridge(func(o *bridgeOpts) { o.cfg.RetryWindow = 30 * time.Second })
+	kv, err := w.js.KeyValue(t.Context(), bridge.OrderBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The holder is this test, listening where the lease says.
+	holder := bridge.ForwardPrefix + "test"
+	handed, err := w.nc.SubscribeSync(holder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), "env-pm.held", []byte(`{"lease":{"owner":"holder","ttl_ms":600000,"forward":"`+holder+`"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	id := w.deploy("env-pm", events.DeployRequest{App: "held", Version: "v1"})
+	m, err := handed.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("nothing handed to the holder: %v", err)
+	}
+	env, req, err := events.DecodeDeployRequest(m.Header.Get("Operator-Bridge-Fwd-Subject"), m.Header, m.Data)
+	if err != nil || env.ID != id || req.Version != "v1" {
+		t.Fatalf("handed over: %+v %+v %v", env, req, err)
+	}
+	if err := m.Respond([]byte("ack")); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := w.js.Consumer(t.Context(), events.StreamDeploy, bridge.DeployConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.eventually(10*time.Second, "the request acknowledged", func() bool {
+		ci, err := cons.Info(t.Context())
+		return err == nil && ci.NumAckPending == 0 && ci.NumPending == 0
+	})
+	if got := w.pm.Applied("held"); len(got) != 0 {
+		t.Fatalf("the delivering replica applied it too: %v", got)
+	}
+	if got := w.storedResults()[id]; len(got) != 0 {
+		t.Fatalf("the delivering replica stored a result of its own: %+v", got)
+	}
+}
