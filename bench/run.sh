@@ -17,9 +17,9 @@
 # Fair: the same Go runtime settings (the baseline gets the GOGC and
 # GOMEMLIMIT that serve sets itself), NATS connection, async-publish and
 # consumer settings, HTTP pool and in-flight limit (see bench/baseline). The
-# bridge runs with its defaults: info logs (to a file), health checks, pprof
-# on its ops address. CPU is read from /proc over each run (first publish to
-# last result) for the process and for its nats-server.
+# bridge runs with its defaults: info logs (to a file), health checks (and
+# pprof only with PROFILE_DIR). CPU is read from /proc over each run (first
+# publish to last result) for the process and for its nats-server.
 #
 # Prints a table of medians and ratios with the targets, and writes it to
 # $BENCH_OUT/bench.json and bench.md. Exit 1 when a request lost or doubled
