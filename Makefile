@@ -66,12 +66,13 @@ run: build
 demo: build
 	$(BIN) demo
 
-## bench: the bridge against the bare loop under identical load (ratios), then the Go benchmarks of the hot path.
+## bench: the bridge as shipped against the bare loop, fairly, in steady state, on the realistic mix (ratios and targets,
+## written to bench/results), then the Go benchmarks of the hot path. BENCH_QUICK=1 for a short trial; bench/profile.sh for pprof.
 bench:
 	bench/run.sh
-	$(GO) test -run '^$$' -bench . -benchmem ./events/ ./operator/ ./bridge/
+	$(GO) test -run '^$$' -bench . -benchmem $(if $(BENCH_QUICK),-benchtime=200ms) ./events/ ./operator/ ./bridge/
 
-## soak: the bridge under steady load for 10 minutes, its memory sampled (MINUTES, RATE to change).
+## soak: the bridge under the realistic mix at a steady rate for 10 minutes, its memory sampled (MINUTES, RATE to change).
 soak:
 	bench/soak.sh
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/boreas/operator-bridge/bench/mix"
 	"github.com/boreas/operator-bridge/bridge"
 	"github.com/boreas/operator-bridge/events"
 	"github.com/boreas/operator-bridge/natsembed"
@@ -24,11 +24,12 @@ import (
 	"github.com/boreas/operator-bridge/operator/operatortest"
 )
 
-// BenchmarkEndToEnd pushes b.N deploy requests through a real JetStream and
-// waits for every result: the bridge with the mock operator and with an
-// HTTP operator (operatortest), beside a bare consume → call → publish loop
-// measured the same way, so the bridge's cost reads as a ratio of the
-// bare loop's ns/op.
+// BenchmarkEndToEnd pushes b.N deploy requests of make bench's realistic
+// mix (bench/mix) through a real JetStream and waits for every result: the
+// bridge with the mock operator and with an HTTP operator (operatortest),
+// beside a bare consume → call → publish loop measured the same way, so the
+// bridge's cost reads as a ratio of the bare loop's ns/op. The bridge's
+// runs also report the order bucket's writes per request.
 func BenchmarkEndToEnd(b *testing.B) {
 	for _, op := range []string{"mock", "http"} {
 		b.Run("bare/"+op, func(b *testing.B) { benchEndToEnd(b, op, false) })
@@ -49,10 +50,10 @@ func benchEndToEnd(b *testing.B, op string, full bool) {
 	if op == "http" {
 		typ, url = "kubernetes", fake.URL
 	}
-	const envs, apps = 4, 50
+	envs, apps := mix.Names("bench-", 4), mix.Names("app-", 50)
 	var list []string
-	for i := range envs {
-		list = append(list, fmt.Sprintf(`{"id":"bench-%03d","type":%q,"operator_url":%q}`, i, typ, url))
+	for _, id := range envs {
+		list = append(list, fmt.Sprintf(`{"id":%q,"type":%q,"operator_url":%q}`, id, typ, url))
 	}
 	file := filepath.Join(dir, "envs.json")
 	if err := os.WriteFile(file, []byte("["+strings.Join(list, ",")+"]"), 0o600); err != nil {
@@ -111,14 +112,18 @@ func benchEndToEnd(b *testing.B, op string, full bool) {
 	}
 	defer sub.Unsubscribe()
 	msgs := make([]*nats.Msg, b.N)
+	traffic := mix.New(envs, apps, true, time.Now())
 	for i := range msgs {
-		msgs[i], _, _ = events.NewDeployRequest("/bench", fmt.Sprintf("bench-%03d", i%envs),
-			events.DeployRequest{App: fmt.Sprintf("app-%03d", (i/envs)%apps), Version: fmt.Sprintf("v%d", i)})
+		env, req := traffic.Request(i)
+		if msgs[i], _, err = events.NewDeployRequest("/bench", env, req); err != nil {
+			b.Fatal(err)
+		}
 	}
 	b.ResetTimer()
 	start := time.Now()
 	for _, m := range msgs {
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		// A busy machine may take long to confirm: wait rather than fail.
+		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -129,6 +134,14 @@ func benchEndToEnd(b *testing.B, op string, full bool) {
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
 	b.StopTimer()
+	if full {
+		// Each write to the order bucket is a message of its stream.
+		s, err := js.Stream(b.Context(), "KV_"+bridge.OrderBucket)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(s.CachedInfo().State.LastSeq)/float64(b.N), "order-writes/op")
+	}
 	cancel()
 	<-done
 }
@@ -146,7 +159,7 @@ func bareLoop(ctx context.Context, url, opURL string, callHTTP bool) {
 	if err != nil {
 		return
 	}
-	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	httpc := operator.NewHTTPClient(nil) // the bridge's pool
 	sem := make(chan struct{}, 256)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		sem <- struct{}{}
@@ -154,12 +167,18 @@ func bareLoop(ctx context.Context, url, opURL string, callHTTP bool) {
 			defer func() { <-sem }()
 			var req struct {
 				ID   string `json:"id"`
-				Data struct{ App, Version string }
+				Data struct {
+					App, Version string
+					Deployments  json.RawMessage
+				}
 			}
 			_ = json.Unmarshal(m.Data(), &req)
 			if callHTTP {
-				body, _ := json.Marshal(map[string]any{"app": req.Data.App, "version": req.Data.Version,
-					"deployments": []map[string]any{{"version": req.Data.Version, "percent": 1}}})
+				deployments := req.Data.Deployments
+				if len(deployments) == 0 {
+					deployments, _ = json.Marshal([]map[string]any{{"version": req.Data.Version, "percent": 1}})
+				}
+				body, _ := json.Marshal(map[string]any{"app": req.Data.App, "version": req.Data.Version, "deployments": deployments})
 				if resp, err := httpc.Post(opURL+"/api/apply", "application/json", bytes.NewReader(body)); err == nil {
 					var ar struct{ Success bool }
 					_ = json.NewDecoder(resp.Body).Decode(&ar)
@@ -187,9 +206,16 @@ func bareLoop(ctx context.Context, url, opURL string, callHTTP bool) {
 	cc.Stop()
 }
 
-// BenchmarkStartTenThousandEnvironments measures a bridge's start, from Run
-// to ready, with 10,000 environments in its file.
-func BenchmarkStartTenThousandEnvironments(b *testing.B) {
+// BenchmarkStartEnvironments measures a bridge's start, from Run to ready,
+// with 10,000 and 100,000 environments in its file (on 10 operator
+// endpoints).
+func BenchmarkStartEnvironments(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) { benchStart(b, n) })
+	}
+}
+
+func benchStart(b *testing.B, n int) {
 	dir := b.TempDir()
 	srv, err := natsembed.Start(natsembed.Config{StoreDir: dir})
 	if err != nil {
@@ -197,13 +223,14 @@ func BenchmarkStartTenThousandEnvironments(b *testing.B) {
 	}
 	defer srv.Stop()
 	var list []string
-	for i := range 10_000 {
-		list = append(list, fmt.Sprintf(`{"id":"env-%05d","type":"k8s","operator_url":"http://127.0.0.1:%d"}`, i, 20000+i%10))
+	for i := range n {
+		list = append(list, fmt.Sprintf(`{"id":"env-%06d","type":"k8s","operator_url":"http://127.0.0.1:%d"}`, i, 20000+i%10))
 	}
 	file := filepath.Join(dir, "envs.json")
 	if err := os.WriteFile(file, []byte("["+strings.Join(list, ",")+"]"), 0o600); err != nil {
 		b.Fatal(err)
 	}
+	b.ReportAllocs()
 	for b.Loop() {
 		nc, err := nats.Connect(srv.ClientURL())
 		if err != nil {
@@ -222,8 +249,8 @@ func BenchmarkStartTenThousandEnvironments(b *testing.B) {
 			time.Sleep(time.Millisecond)
 		}
 		b.StopTimer()
-		if n := br.Manager().Len(); n != 10_000 {
-			b.Fatalf("%d environments", n)
+		if got := br.Manager().Len(); got != n {
+			b.Fatalf("%d environments, want %d", got, n)
 		}
 		cancel()
 		<-done

@@ -7,13 +7,21 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
+// BenchmarkDecodeDeployRequest decodes and validates the requests of make
+// bench's realistic mix: half of them a canary split whose first deployment
+// carries a package, all with a CloudEvent time.
 func BenchmarkDecodeDeployRequest(b *testing.B) {
-	msg, _, err := NewDeployRequest("/master-service/bench", "env-001", DeployRequest{
-		App: "my-app", Version: "v1.2.3", Deployments: []Deployment{
-			{Version: "v1.2.3", Percent: 0.2, Package: []byte(`{"type":"docker","image":"registry.local/my-app:v1.2.3"}`)},
-			{Version: "v1.2.2", Percent: 0.8},
+	canary, _, err := NewDeployRequest("/master-service/bench", "env-001", DeployRequest{
+		App: "app-017", Version: "1.1764748800.42", Deployments: []Deployment{
+			{Version: "1.1764748800.42", Percent: 0.1, Package: []byte(`{"type":"docker","image":"registry.local/app-017:1.1764748800.42"}`)},
+			{Version: "1.1764748800.41", Percent: 0.9},
 		},
-	})
+	}, WithTime(time.Now()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	plain, _, err := NewDeployRequest("/master-service/bench", "env-001", DeployRequest{App: "app-018", Version: "1.1764748800.42"},
+		WithTime(time.Now()))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -23,7 +31,8 @@ func BenchmarkDecodeDeployRequest(b *testing.B) {
 		h    nats.Header
 		body []byte
 	}{
-		{"structured", msg.Header, msg.Data},
+		{"structured/canary", canary.Header, canary.Data},
+		{"structured/plain", plain.Header, plain.Data},
 		{"binary", bin, []byte(binaryBody)},
 	}
 	for _, c := range cases {
@@ -31,7 +40,7 @@ func BenchmarkDecodeDeployRequest(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(c.body)))
 			for b.Loop() {
-				if _, _, err := DecodeDeployRequest(msg.Subject, c.h, c.body); err != nil {
+				if _, _, err := DecodeDeployRequest(canary.Subject, c.h, c.body); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -71,6 +80,12 @@ func BenchmarkEncode(b *testing.B) {
 		{"deploy.result", func() (*nats.Msg, error) {
 			return NewDeployResult(source, testRequest, 42, DeployResult{App: "my-app", Version: "v1.2.3",
 				Operator: "kubernetes", Outcome: Succeeded, Success: true, Message: "applied", Attempts: 1, DurationMS: 12})
+		}},
+		{"deploy.result/superseded", func() (*nats.Msg, error) {
+			msg := "superseded by request 0b9d3c1e-8a5f-4c1e-9d7a-2f6e4b8c1a3d, applied for env-001/my-app and newer than this one; not sent"
+			return NewDeployResult(source, testRequest, 43, DeployResult{App: "my-app", Version: "v1.2.2",
+				Operator: "kubernetes", Outcome: Superseded, Message: msg, DurationMS: 1,
+				Error: &ErrorInfo{Code: CodeSuperseded, Message: msg}})
 		}},
 		{"status.result", func() (*nats.Msg, error) {
 			return NewStatusResult(source, testRequest, 0, StatusResult{App: "my-app", Operator: "kubernetes",

@@ -206,27 +206,6 @@ func TestManagerCheckHealth(t *testing.T) {
 	}
 }
 
-func BenchmarkManagerLookup(b *testing.B) {
-	const n = 10000
-	m := operator.NewManager()
-	entries := make([]operator.Entry, n)
-	ids := make([]string, n)
-	mock := operator.NewMockClient()
-	for i := range entries {
-		ids[i] = fmt.Sprintf("env-%05d", i)
-		entries[i] = operator.Entry{Environment: operator.Environment{ID: ids[i]}, Operator: mock}
-	}
-	m.Replace(entries)
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if _, err := m.Lookup(ids[i%n]); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
-}
-
 func TestGroupByOperator(t *testing.T) {
 	up := newServer(t, operator.Kubernetes)
 	f, err := operator.NewFactory(operator.DefaultSettings())

@@ -3,8 +3,17 @@
 // deploy.request.>, calls one operator over HTTP with a keep-alive pool,
 // publishes a result asynchronously and acks each request once its result
 // is stored. It has none of the contract's guarantees (no validation, no
-// order, no retries, no metrics) and is not part of the operator-bridge
-// binary.
+// order, no retries, no metrics, no logs) and is not part of the
+// operator-bridge binary.
+//
+// To be a fair yardstick it does what it does the way the bridge does: the
+// same NATS connection options and async-publish settings (jetstream.New's
+// defaults), the same consumer settings (bridge.ConsumerConfigs) and number
+// of requests handled at once, the same HTTP client pool
+// (operator.NewHTTPClient) with the same per-call timeout, and it forwards
+// the request's deployments (canary split, package) to the operator as
+// they came. Run it with the bridge's Go runtime settings (bench/run.sh
+// gives it the GOGC and GOMEMLIMIT that serve sets).
 package main
 
 import (
@@ -25,7 +34,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/boreas/operator-bridge/bridge"
 	"github.com/boreas/operator-bridge/events"
+	"github.com/boreas/operator-bridge/operator"
 )
 
 func main() {
@@ -40,9 +51,9 @@ func main() {
 type request struct {
 	ID   string `json:"id"`
 	Data struct {
-		App         string            `json:"app"`
-		Version     string            `json:"version"`
-		Deployments []json.RawMessage `json:"deployments"`
+		App         string          `json:"app"`
+		Version     string          `json:"version"`
+		Deployments json.RawMessage `json:"deployments"`
 	} `json:"data"`
 }
 
@@ -50,16 +61,20 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("baseline", flag.ContinueOnError)
 	natsURL := fs.String("nats", nats.DefaultURL, "NATS server URL")
 	opURL := fs.String("operator", "http://127.0.0.1:8081", "Kubernetes-style operator base URL (POST /api/apply)")
-	inFlight := fs.Int("in-flight", 256, "requests handled at once")
+	inFlight := fs.Int("in-flight", 256, "requests handled at once (the bridge's MAX_IN_FLIGHT)")
+	ackWait := fs.Duration("ack-wait", 30*time.Second, "the consumer's ack wait (the bridge's)")
+	timeout := fs.Duration("timeout", 10*time.Second, "bound of one operator call (the bridge's OPERATOR_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	nc, err := nats.Connect(*natsURL, nats.Name("baseline"))
+	// The bridge's connection options (cmd/operator-bridge connectServe).
+	nc, err := nats.Connect(*natsURL, nats.Name("baseline"), nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second), nats.Timeout(5*time.Second))
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4*(*inFlight)))
+	js, err := jetstream.New(nc) // async publishing as the bridge's: the defaults
 	if err != nil {
 		return err
 	}
@@ -68,14 +83,13 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamDeploy, jetstream.ConsumerConfig{
-		Durable: "baseline", FilterSubject: "deploy.request.>", AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: 30 * time.Second, MaxAckPending: 20_000,
-	})
+	cc0 := bridge.ConsumerConfigs(*ackWait, *inFlight)[events.StreamDeploy]
+	cc0.Durable, cc0.Description = "baseline", "the bare loop of make bench"
+	cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamDeploy, cc0)
 	if err != nil {
 		return err
 	}
-	httpc := &http.Client{Transport: &http.Transport{MaxIdleConns: *inFlight, MaxIdleConnsPerHost: *inFlight}, Timeout: 10 * time.Second}
+	httpc := operator.NewHTTPClient(nil)
 	applyURL := strings.TrimRight(*opURL, "/") + "/api/apply"
 	sem := make(chan struct{}, *inFlight)
 
@@ -87,11 +101,18 @@ func run(ctx context.Context, args []string) error {
 			return
 		}
 		env := m.Subject()[strings.LastIndexByte(m.Subject(), '.')+1:]
-		body, _ := json.Marshal(map[string]any{"app": req.Data.App, "version": req.Data.Version,
-			"deployments": []map[string]any{{"version": req.Data.Version, "percent": 1}}})
+		deployments := req.Data.Deployments
+		if len(deployments) == 0 || string(deployments) == "null" {
+			deployments, _ = json.Marshal([]map[string]any{{"version": req.Data.Version, "percent": 1}})
+		}
+		body, _ := json.Marshal(map[string]any{"app": req.Data.App, "version": req.Data.Version, "deployments": deployments})
 		start := time.Now()
 		outcome, success, message := "succeeded", true, ""
-		resp, err := httpc.Post(applyURL, "application/json", bytes.NewReader(body))
+		cctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		hreq, _ := http.NewRequestWithContext(cctx, http.MethodPost, applyURL, bytes.NewReader(body))
+		hreq.Header.Set("Content-Type", "application/json")
+		resp, err := httpc.Do(hreq)
 		if err != nil {
 			outcome, success, message = "failed", false, err.Error()
 		} else {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/boreas/operator-bridge/operator"
@@ -25,6 +26,8 @@ lower than the highest it accepted for that app. It stops on SIGINT or SIGTERM.
 An apply rolls out at once unless --rollout-step moves traffic by that
 fraction every --rollout-every; --stuck never moves it; --unhealthy V=LEVEL
 makes version V report that health level (for the bridge's rollout tracking).
+
+GET /stats answers the calls counted so far, as JSON ({"apply": N, "status": N, ...}).
 `
 
 func runFakeOperator(ctx context.Context, c *cli, args []string) error {
@@ -67,7 +70,7 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 		return withCode(exitFailed, fmt.Errorf("fake-operator --listen %s: %w", *listen,
 			addrInUse(err, "choose another port with --listen, e.g. --listen 127.0.0.1:8083, or 127.0.0.1:0 for any free one")))
 	}
-	hs := &http.Server{Handler: logRequests(srv.Handler(), log), ReadHeaderTimeout: 5 * time.Second}
+	hs := &http.Server{Handler: countCalls(logRequests(srv.Handler(), log), kind), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1) // Serve's one result
 	go func() { served <- hs.Serve(ln) }()
 	log.Info("fake operator listening", "kind", kind.String(), "url", "http://"+ln.Addr().String(), "faults", describeFault(f), "fencing", *fencing, "rollout", describeRollout(*ro))
@@ -137,5 +140,29 @@ func logRequests(h http.Handler, log *slog.Logger) http.Handler {
 			}
 		}
 		log.Info("request", attrs...)
+	})
+}
+
+// countCalls counts the calls h gets by endpoint and serves the counts on
+// GET /stats (for make bench: how many operator calls each side made).
+func countCalls(h http.Handler, kind operator.Kind) http.Handler {
+	routes, _ := operator.RoutesFor(kind)
+	var apply, status, health, other atomic.Int64
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case p == "/stats" && r.Method == http.MethodGet:
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"apply":%d,"status":%d,"health":%d,"other":%d}`+"\n", apply.Load(), status.Load(), health.Load(), other.Load())
+			return
+		case p == routes.Apply:
+			apply.Add(1)
+		case strings.HasPrefix(p, routes.Status):
+			status.Add(1)
+		case p == routes.Health:
+			health.Add(1)
+		default:
+			other.Add(1)
+		}
+		h.ServeHTTP(w, r)
 	})
 }

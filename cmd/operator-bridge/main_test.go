@@ -311,7 +311,7 @@ func TestServeAndClientCommands(t *testing.T) {
 	})
 
 	t.Run("bench", func(t *testing.T) {
-		r := runCmd(t, "bench", nats, "--requests", "200", "--envs", "4", "--apps", "10", "--setup", "--json", "--progress", "off")
+		r := runCmd(t, "bench", nats, "--requests", "200", "--envs", "4", "--apps", "10", "--setup", "--json", "--progress", "off", "--dup-wait", "200ms")
 		wantCode(t, r, 0)
 		var sum benchSummary
 		if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
@@ -324,7 +324,7 @@ func TestServeAndClientCommands(t *testing.T) {
 		wantContains(t, "envs after bench --setup", r.stdout, "bench-000", "bench-003")
 
 		// Environments nobody registered: every request rejected, exit 1.
-		r = runCmd(t, "bench", nats, "--requests", "20", "--envs", "2", "--env-prefix", "nobody-", "--progress", "off")
+		r = runCmd(t, "bench", nats, "--requests", "20", "--envs", "2", "--env-prefix", "nobody-", "--progress", "off", "--dup-wait", "200ms")
 		wantCode(t, r, 1)
 		wantContains(t, "bench on unknown environments", r.stdout, "rejected 20", "every request got exactly one result")
 	})
