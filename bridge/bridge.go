@@ -120,9 +120,6 @@ func afterWork(grace time.Duration) time.Duration { return min(3*time.Second, gr
 // buffered at shutdown; what is left is redelivered after the ack wait.
 const drainTimeout = time.Second
 
-// pullBatch bounds the messages a consumer pulls ahead.
-const pullBatch = 128
-
 // Circuit settings: a few consecutive unavailable answers open an endpoint's
 // circuit; after the cool-down one probe call is let through.
 const (
@@ -374,11 +371,10 @@ func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handle
 			}
 			b.dispatch(m, h)
 		},
-			// Messages buffered by the client before they reach this
-			// callback cannot be kept in progress; a small buffer keeps
-			// their wait short. Default pull expiry and heartbeat: the
-			// bridge connects over TCP, where pulls do not stall.
-			jetstream.PullMaxMessages(min(b.cfg.MaxInFlight, pullBatch)),
+			// The client buffers up to MAX_IN_FLIGHT messages ahead of
+			// this callback (what it holds is bounded by dispatch). Default
+			// pull expiry and heartbeat: the bridge connects over TCP.
+			jetstream.PullMaxMessages(b.cfg.MaxInFlight),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 				if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 					signal()
