@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/boreas/operator-bridge/events"
 	"github.com/boreas/operator-bridge/operator"
@@ -37,6 +38,7 @@ type Bridge struct {
 	factory Factory
 	log     *slog.Logger
 	metrics *metrics
+	tracer  trace.Tracer // nil: tracing off
 	source  string
 	owner   string // unique per process: lease owner
 	inbox   string // where other replicas forward requests (ForwardPrefix + a token)
@@ -90,6 +92,7 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 		factory:  factory,
 		log:      cfg.Logger,
 		metrics:  m,
+		tracer:   newTracer(cfg.TracerProvider),
 		source:   events.SourceFor(cfg.Instance),
 		owner:    cfg.Instance + "-" + hex.EncodeToString(nonce),
 		inbox:    ForwardPrefix + hex.EncodeToString(nonce),

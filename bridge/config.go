@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Names of the JetStream state the bridge owns.
@@ -93,6 +94,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the bridge's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
+	// TracerProvider receives a span per request and per step (see
+	// docs/configuration.md, Traces); nil traces nothing, and results copy
+	// their request's traceparent.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) setDefaults() error {

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/boreas/operator-bridge/events"
 	"github.com/boreas/operator-bridge/operator"
@@ -31,6 +33,16 @@ type deployJob struct {
 	holder string
 	// applied: an operator call applied it (rollout tracking follows it).
 	applied bool
+	// span is the request's consumer span; nil with tracing off.
+	span trace.Span
+}
+
+// traced is ctx carrying j's span, or ctx itself with tracing off.
+func (j *deployJob) traced(ctx context.Context) context.Context {
+	if j.span == nil {
+		return ctx
+	}
+	return trace.ContextWithSpan(ctx, j.span)
 }
 
 // Key queue bounds: what comes beyond them is nak'd with keyFullDelay.
@@ -83,6 +95,7 @@ func (b *Bridge) runKey(ctx context.Context, j *deployJob) {
 		f, hint := b.ordered(ctx, j)
 		if f == handedOver {
 			b.forward(ctx, j, j.holder)
+			endSpan(j.span, nil)
 			continue
 		}
 		b.settleDeploy(ctx, j, f, hint)
@@ -99,6 +112,7 @@ func (b *Bridge) prepare(ctx context.Context, j *deployJob) (finding, time.Durat
 	}
 	env, req, err := events.DecodeDeployRequest(m.Subject(), m.Headers(), m.Data())
 	j.env, j.req = env, req
+	_, j.span = b.startRequest(ctx, spanDeploy, env)
 	j.res = events.DeployResult{RequestID: env.ID, Environment: env.Environment, App: req.App, Version: req.Version}
 	if errors.Is(err, events.ErrUnidentifiable) {
 		j.res.Message = err.Error()
@@ -152,7 +166,9 @@ func (b *Bridge) ordered(ctx context.Context, j *deployJob) (finding, time.Durat
 	// A request handed over by another replica is never handed on.
 	_, fwd := j.msg.(*forwarded)
 	mayForward := !fwd
+	_, span := b.startChild(j.traced(ctx), j.span, spanOrder, trace.SpanKindInternal)
 	t, err := b.order.Begin(ctx, j.key, j.ref(), mayForward)
+	endSpan(span, err)
 	if err != nil || t.verdict != proceed {
 		b.circuits.Cancel(endpoint)
 	}
@@ -210,7 +226,7 @@ func (b *Bridge) ordered(ctx context.Context, j *deployJob) (finding, time.Durat
 	}
 	// The call ends inside the lease, whatever the operator client's own
 	// timeout says.
-	cctx, cancel := context.WithDeadline(ctx, t.deadline)
+	cctx, cancel := context.WithDeadline(j.traced(ctx), t.deadline)
 	resp, err := b.apply(cctx, j.entry, req, t)
 	cancel()
 	b.circuits.Done(endpoint, unavailable(err))
@@ -279,8 +295,10 @@ func (b *Bridge) apply(ctx context.Context, e operator.Entry, req events.DeployR
 	for i, d := range deps {
 		ar.Deployments[i] = operator.Deployment{Version: d.Version, Percent: d.Percent, Package: d.Package}
 	}
+	ctx, span := b.startCall(ctx, e, http.MethodPost)
 	start := time.Now()
 	resp, err := e.Operator.Apply(ctx, ar)
+	endCall(span, err)
 	b.metrics.callSeconds.WithLabelValues(string(e.Operator.Kind()), "apply").Observe(time.Since(start).Seconds())
 	return resp, err
 }
@@ -289,6 +307,7 @@ func (b *Bridge) apply(ctx context.Context, e operator.Entry, req events.DeployR
 // lets the bridge forget the message.
 func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint time.Duration) {
 	defer b.release(j.msg)
+	defer endSpan(j.span, nil)
 	act, delay := decide(f, time.Since(j.meta.Timestamp), b.cfg.RetryWindow, j.meta.NumDelivered, hint)
 	seq := j.meta.Sequence.Stream
 	if act == nakWithDelay {
@@ -327,14 +346,17 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 		j.res.Message = j.res.Error.Message
 	}
 	j.res.DurationMS = time.Since(j.start).Milliseconds()
-	out, err := events.NewDeployResult(b.source, j.env, j.meta.Sequence.Stream, j.res)
+	out, err := events.NewDeployResult(b.source, withSpanContext(j.env, j.span), j.meta.Sequence.Stream, j.res)
 	if err != nil {
 		// No result can be made for it (this does not pass on a retry):
 		// keep it as a dead letter rather than lose it.
 		b.deadLetter(ctx, j.msg, "result cannot be made: "+err.Error())
 		return
 	}
-	if err := b.store(ctx, out); err != nil {
+	_, span := b.startChild(j.traced(ctx), j.span, spanDeployPublish, trace.SpanKindProducer)
+	err = b.store(ctx, out)
+	endSpan(span, err)
+	if err != nil {
 		// Not stored: the request stays, and comes back. An applied request
 		// then finds itself applied (or sent, and is sent again with the
 		// same fence, which operators take as a no-op).

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/boreas/operator-bridge/events"
 	"github.com/boreas/operator-bridge/operator"
@@ -56,17 +58,22 @@ func (b *Bridge) handleStatusQuery(ctx context.Context, m jetstream.Msg) {
 			return
 		}
 	}
-	res := b.status(ctx, env, q, err)
+	tctx, span := b.startRequest(ctx, spanStatus, env)
+	defer endSpan(span, nil)
+	res := b.status(tctx, env, q, err)
 	if ctx.Err() != nil {
 		_ = m.Nak()
 		return
 	}
-	out, err := events.NewStatusResult(b.source, env, meta.Sequence.Stream, res)
+	out, err := events.NewStatusResult(b.source, withSpanContext(env, span), meta.Sequence.Stream, res)
 	if err != nil {
 		b.deadLetter(ctx, m, "result cannot be made: "+err.Error())
 		return
 	}
-	if err := b.store(ctx, out); err != nil {
+	_, pspan := b.startChild(tctx, span, spanStatusPublish, trace.SpanKindProducer)
+	err = b.store(ctx, out)
+	endSpan(pspan, err)
+	if err != nil {
 		_ = m.NakWithDelay(retryBase)
 		b.log.Warn("status result not stored; will retry", "id", env.ID, "err", err)
 		return
@@ -95,8 +102,10 @@ func (b *Bridge) status(ctx context.Context, env events.Envelope, q events.Statu
 		return degrade(err)
 	}
 	res.Operator = string(entry.Operator.Kind())
+	cctx, span := b.startCall(ctx, entry, http.MethodGet)
 	start := time.Now()
-	st, err := entry.Operator.Status(ctx, q.App)
+	st, err := entry.Operator.Status(cctx, q.App)
+	endCall(span, err)
 	b.metrics.callSeconds.WithLabelValues(string(entry.Operator.Kind()), "status").Observe(time.Since(start).Seconds())
 	if err != nil {
 		return degrade(err)
