@@ -178,6 +178,11 @@ func serve(ctx context.Context, plan servePlan, log *slog.Logger) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	tp, stopTracing, err := startTracing(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	b, err := bridge.New(nc, plan.factory, bridge.Config{
 		Instance:           cfg.Instance,
 		Version:            semver(version),
@@ -199,6 +204,7 @@ func serve(ctx context.Context, plan servePlan, log *slog.Logger) error {
 		Logger:             log,
 		Registerer:         reg,
 		Gatherer:           reg,
+		TracerProvider:     tp,
 	})
 	if err != nil {
 		return usageError("%v", err)
