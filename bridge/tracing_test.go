@@ -118,6 +118,12 @@ func TestTracesContinueTheRequestsTrace(t *testing.T) {
 				t.Errorf("operator call attributes (-want +got):\n%s", diff)
 			}
 
+			// This subscription may see the result after the world's did.
+			w.eventually(15*time.Second, "the result on this subscription", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(got) > 0
+			})
 			mu.Lock()
 			defer mu.Unlock()
 			want := fmt.Sprintf("00-%s-%s-01", traceID, process.SpanContext().SpanID())
