@@ -32,9 +32,13 @@
 //
 // Requests for one environment and app are applied one at a time, in the
 // order of their CloudEvent time, across every replica. The order state lives
-// in the JetStream key-value bucket [OrderBucket]: a compare-and-set lease
-// taken before the operator call and the id of the last applied request
-// written after it. See order.go.
+// in the JetStream key-value bucket [OrderBucket]: before every operator
+// call one compare-and-set write takes the key's lease, marks the request
+// sent and hands it its fence (Boreas-Fence); what the call answered is
+// written with the key's next write. Leases are timed without comparing
+// clocks across replicas; a key's waiting requests queue without a worker,
+// and a replica hands requests of a key another replica holds to that one.
+// See order.go, keys.go and forward.go, and docs/reliability.md.
 //
 // # Rollouts
 //
