@@ -245,11 +245,17 @@ func orderFromBucket(kv jetstream.KeyValue) orderLookup {
 	}
 }
 
+// rolloutTracked is the value of events.HeaderBridgeRollout on the result
+// of a request whose rollout is followed.
+const rolloutTracked = "tracked"
+
 // trackRollout hands a request whose apply succeeded and whose result is
-// stored to the tracker, unless its rollout field turns tracking off.
-func (b *Bridge) trackRollout(ctx context.Context, j *deployJob) {
+// stored to the tracker, unless its rollout field turns tracking off. For
+// a message an earlier delivery applied (j.ensure), it first makes sure
+// that delivery did not track it already.
+func (b *Bridge) trackRollout(ctx context.Context, j *deployJob) error {
 	if !j.req.Rollout.Tracked() {
-		return
+		return nil
 	}
 	when := j.env.Time
 	if when.IsZero() {
@@ -259,28 +265,64 @@ func (b *Bridge) trackRollout(ctx context.Context, j *deployJob) {
 	if j.req.Rollout != nil && j.req.Rollout.Timeout > 0 {
 		timeout = j.req.Rollout.Timeout
 	}
-	now := time.Now()
+	started := time.Now()
+	if !j.resultAt.IsZero() {
+		started = j.resultAt // the rollout counts from its stored result
+	}
 	st := rolloutState{
 		RequestID: j.env.ID, Environment: j.env.Environment, App: j.req.App, TraceParent: j.env.TraceParent,
 		Seq: j.meta.Sequence.Stream, Time: when, Target: j.req.Targets(), MinHealthy: j.req.Rollout.Threshold(),
-		Started: now, Deadline: now.Add(timeout),
+		Started: started, Deadline: started.Add(timeout),
 	}
-	if err := b.rollouts.track(ctx, st); err != nil {
+	var err error
+	if j.ensure {
+		err = b.rollouts.ensure(ctx, st)
+	} else {
+		// Nothing newer can have been applied yet: this replica still
+		// holds the key's turn.
+		err = b.rollouts.track(ctx, st, false)
+	}
+	if err != nil {
 		b.log.Error("rollout not tracked", "environment", st.Environment, "app", st.App, "request_id", st.RequestID, "err", err)
 	}
+	return err
+}
+
+// ensure tracks st unless an earlier delivery of its request did: its
+// state is in the bucket, or its final event is stored (a rollout final
+// at its first look leaves no state).
+func (r *rollouts) ensure(ctx context.Context, st rolloutState) error {
+	key := events.FinalProgressID(st.RequestID, st.Seq)
+	gctx, cancel := context.WithTimeout(ctx, natsWait)
+	_, err := r.kv.Get(gctx, key)
+	cancel()
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("rollout state %s: %w", key, err)
+	}
+	final, err := r.b.answered(ctx, events.StreamDeploy, events.DeployProgressSubject(st.Environment), key, st.Seq)
+	if err != nil {
+		return fmt.Errorf("looking for its final progress event: %w", err)
+	}
+	if final != nil {
+		return nil
+	}
+	// Newer requests may have been applied since: the first look checks.
+	return r.track(ctx, st, true)
 }
 
 // track records a new rollout and, when this replica has room, starts
-// following it at once. It first looks at the rollout itself: one already
-// final (the mock's, or an operator that applies at once) needs no state,
-// only its final event; another starts with its first event recorded.
-func (r *rollouts) track(ctx context.Context, st rolloutState) error {
+// following it at once. It first looks at the rollout itself (checking
+// supersession with checkOrder): one already final (the mock's, or an
+// operator that applies at once) needs no state, only its final event;
+// another starts with its first event recorded.
+func (r *rollouts) track(ctx context.Context, st rolloutState, checkOrder bool) error {
 	key := events.FinalProgressID(st.RequestID, st.Seq)
 	f := &follower{r: r, key: key, st: st}
 	lctx, cancel := context.WithTimeout(ctx, min(r.b.cfg.OperatorTimeout, firstLook))
-	// Nothing newer can have been applied yet: this replica still holds
-	// the key's turn.
-	first := f.observe(lctx, false)
+	first := f.observe(lctx, checkOrder)
 	cancel()
 	if f.statusErr == nil && ctx.Err() == nil {
 		first.Final = first.Phase.Final()
