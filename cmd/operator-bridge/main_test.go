@@ -956,3 +956,49 @@ func TestDeployFailsAfterTheRetryWindow(t *testing.T) {
 		t.Errorf("deploy does not show the result's attempts:\n%s", r.stdout)
 	}
 }
+
+// With --per-path every first path segment is an operator of its own: the
+// same app applied through two of them keeps two states.
+func TestFakeOperatorPerPath(t *testing.T) {
+	addr := testAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"fake-operator", "--kind", "k8s", "--listen", addr, "--per-path"}, os.Getenv, io.Discard, io.Discard)
+	}()
+	apply := func(env, version string) int {
+		resp, err := http.Post("http://"+addr+"/"+env+"/api/apply", "application/json",
+			strings.NewReader(`{"app":"a","version":"`+version+`","deployments":[{"version":"`+version+`","percent":1}]}`))
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for apply("env-1", "v1") == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := apply("env-2", "v2"); got != http.StatusOK {
+		t.Fatalf("apply through env-2: %d", got)
+	}
+	get := func(path string) string {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	if s1, s2 := get("/env-1/api/status/a"), get("/env-2/api/status/a"); !strings.Contains(s1, `"v1"`) || strings.Contains(s1, `"v2"`) || !strings.Contains(s2, `"v2"`) {
+		t.Errorf("statuses: env-1 %s, env-2 %s; want each its own version", s1, s2)
+	}
+	if got := get("/stats"); !strings.Contains(got, `"apply":2`) || !strings.Contains(got, `"status":2`) {
+		t.Errorf("/stats = %s, want 2 applies and 2 status calls over both operators", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("fake-operator returned %v", err)
+	}
+}
