@@ -342,7 +342,7 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 		return
 	case ackOnly:
 		if j.ensure {
-			if err := b.trackRollout(ctx, j); err != nil {
+			if err := b.trackRollout(ctx, j, nil); err != nil {
 				_ = j.msg.NakWithDelay(retryBase)
 				b.logDeploy(ctx, j, slog.LevelWarn, "result already stored; rollout not tracked yet, will retry", slog.Any("err", err))
 				return
@@ -382,10 +382,14 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 		return
 	}
 	tracked := j.applied && j.req.Rollout.Tracked()
+	var ahead func() *follower
 	if tracked {
 		// A redelivery that finds this result stored makes sure the
 		// rollout is tracked (the replica storing it may end right after).
 		out.Header.Set(events.HeaderBridgeRollout, rolloutTracked)
+		if !j.ensure {
+			ahead = b.lookAhead(ctx, j)
+		}
 	}
 	_, span := b.startChild(j.traced(ctx), j.span, spanDeployPublish, trace.SpanKindProducer)
 	err = b.store(ctx, out)
@@ -403,7 +407,7 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 	// cannot be recorded, the message comes back, finds its result and
 	// tries again.
 	if tracked {
-		if err := b.trackRollout(ctx, j); err != nil {
+		if err := b.trackRollout(ctx, j, ahead); err != nil {
 			_ = j.msg.NakWithDelay(retryBase)
 			b.logDeploy(ctx, j, slog.LevelWarn, "result stored; rollout not tracked yet, will retry", slog.Any("err", err))
 			return

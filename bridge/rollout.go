@@ -41,9 +41,12 @@ import (
 // nothing more is published for the request.
 //
 // The first look at a rollout happens before the deploy request is
-// acknowledged, in its key's turn: a rollout already final then (the mock's)
-// gets its final event and no state at all; a redelivery of the request
-// finds its stored result and is not tracked again.
+// acknowledged, in its key's turn, its status call overlapping the store of
+// the result: a rollout already final then (the mock's) gets its final
+// event and no state at all. A redelivery of the request finds its stored
+// result, which says the rollout is tracked; it tracks the rollout only if
+// neither its state nor its final event exists (the replica that stored
+// the result may have ended right after).
 
 // RolloutBucket holds the state of every tracked rollout.
 const RolloutBucket = "operator-bridge-rollouts"
@@ -249,14 +252,8 @@ func orderFromBucket(kv jetstream.KeyValue) orderLookup {
 // of a request whose rollout is followed.
 const rolloutTracked = "tracked"
 
-// trackRollout hands a request whose apply succeeded and whose result is
-// stored to the tracker, unless its rollout field turns tracking off. For
-// a message an earlier delivery applied (j.ensure), it first makes sure
-// that delivery did not track it already.
-func (b *Bridge) trackRollout(ctx context.Context, j *deployJob) error {
-	if !j.req.Rollout.Tracked() {
-		return nil
-	}
+// rolloutFor is the rollout of j's request, counted from started.
+func (b *Bridge) rolloutFor(j *deployJob, started time.Time) rolloutState {
 	when := j.env.Time
 	if when.IsZero() {
 		when = j.meta.Timestamp
@@ -265,25 +262,55 @@ func (b *Bridge) trackRollout(ctx context.Context, j *deployJob) error {
 	if j.req.Rollout != nil && j.req.Rollout.Timeout > 0 {
 		timeout = j.req.Rollout.Timeout
 	}
-	started := time.Now()
-	if !j.resultAt.IsZero() {
-		started = j.resultAt // the rollout counts from its stored result
-	}
-	st := rolloutState{
+	return rolloutState{
 		RequestID: j.env.ID, Environment: j.env.Environment, App: j.req.App, TraceParent: j.env.TraceParent,
 		Seq: j.meta.Sequence.Stream, Time: when, Target: j.req.Targets(), MinHealthy: j.req.Rollout.Threshold(),
 		Started: started, Deadline: started.Add(timeout),
 	}
+}
+
+// lookAhead starts the first look at the rollout of j's request on its own
+// goroutine, so that the status call overlaps the store of j's result;
+// trackRollout takes what it saw. Nothing newer can be applied meanwhile:
+// this replica holds the key's turn.
+func (b *Bridge) lookAhead(ctx context.Context, j *deployJob) func() *follower {
+	seen := make(chan *follower, 1)
+	st := b.rolloutFor(j, time.Now())
+	go func() { seen <- b.rollouts.look(ctx, st, false) }()
+	return func() *follower { return <-seen }
+}
+
+// trackRollout hands a request whose apply succeeded and whose result is
+// stored to the tracker, unless its rollout field turns tracking off: with
+// the first look lookAhead made, or, for a message an earlier delivery
+// applied (j.ensure), once it is sure that delivery did not track it.
+func (b *Bridge) trackRollout(ctx context.Context, j *deployJob, ahead func() *follower) error {
+	if !j.req.Rollout.Tracked() {
+		return nil
+	}
 	var err error
-	if j.ensure {
-		err = b.rollouts.ensure(ctx, st)
-	} else {
-		// Nothing newer can have been applied yet: this replica still
-		// holds the key's turn.
-		err = b.rollouts.track(ctx, st, false)
+	switch {
+	case j.ensure:
+		started := time.Now()
+		if !j.resultAt.IsZero() {
+			started = j.resultAt // the rollout counts from its stored result
+		}
+		err = b.rollouts.ensure(ctx, b.rolloutFor(j, started))
+	case ahead != nil:
+		f := ahead()
+		// The rollout counts from its stored result: now.
+		timeout := f.st.Deadline.Sub(f.st.Started)
+		f.st.Started = time.Now()
+		f.st.Deadline = f.st.Started.Add(timeout)
+		if f.st.Last != nil {
+			f.st.Last.ElapsedMS = 0
+		}
+		err = b.rollouts.record(ctx, f)
+	default:
+		err = b.rollouts.track(ctx, b.rolloutFor(j, time.Now()), false)
 	}
 	if err != nil {
-		b.log.Error("rollout not tracked", "environment", st.Environment, "app", st.App, "request_id", st.RequestID, "err", err)
+		b.log.Error("rollout not tracked", "environment", j.env.Environment, "app", j.req.App, "request_id", j.env.ID, "err", err)
 	}
 	return err
 }
@@ -313,25 +340,36 @@ func (r *rollouts) ensure(ctx context.Context, st rolloutState) error {
 	return r.track(ctx, st, true)
 }
 
-// track records a new rollout and, when this replica has room, starts
-// following it at once. It first looks at the rollout itself (checking
-// supersession with checkOrder): one already final (the mock's, or an
-// operator that applies at once) needs no state, only its final event;
-// another starts with its first event recorded.
+// track looks at a rollout (checking supersession with checkOrder) and
+// records it.
 func (r *rollouts) track(ctx context.Context, st rolloutState, checkOrder bool) error {
-	key := events.FinalProgressID(st.RequestID, st.Seq)
-	f := &follower{r: r, key: key, st: st}
+	return r.record(ctx, r.look(ctx, st, checkOrder))
+}
+
+// look makes the first observation of st's rollout, pending in the
+// follower it returns (none when the status call failed).
+func (r *rollouts) look(ctx context.Context, st rolloutState, checkOrder bool) *follower {
+	f := &follower{r: r, key: events.FinalProgressID(st.RequestID, st.Seq), st: st}
 	lctx, cancel := context.WithTimeout(ctx, min(r.b.cfg.OperatorTimeout, firstLook))
 	first := f.observe(lctx, checkOrder)
 	cancel()
 	if f.statusErr == nil && ctx.Err() == nil {
 		first.Final = first.Phase.Final()
 		f.st.Sent, f.st.Last, f.st.Pending = 1, &first, true
-		if first.Final && f.publish(ctx) {
-			return nil
-		}
-		st = f.st // the follower publishes it, once it is recorded
 	}
+	return f
+}
+
+// record records a rollout after its first look and, when this replica has
+// room, starts following it at once. One already final (the mock's, or an
+// operator that applies at once) needs no state, only its final event;
+// another starts with its first event recorded, which the follower
+// publishes.
+func (r *rollouts) record(ctx context.Context, f *follower) error {
+	if f.st.Pending && f.st.Last.Final && f.publish(ctx) {
+		return nil
+	}
+	key, st := f.key, f.st
 	r.mu.Lock()
 	mine := r.open && len(r.running) < maxRollouts
 	if mine {
