@@ -19,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/boreas/operator-bridge/bench/load"
 	"github.com/boreas/operator-bridge/events"
 	"github.com/boreas/operator-bridge/operator"
 	"github.com/boreas/operator-bridge/operator/operatortest"
@@ -313,7 +314,7 @@ func TestServeAndClientCommands(t *testing.T) {
 	t.Run("bench", func(t *testing.T) {
 		r := runCmd(t, "bench", nats, "--requests", "200", "--envs", "4", "--apps", "10", "--setup", "--json", "--progress", "off", "--dup-wait", "200ms")
 		wantCode(t, r, 0)
-		var sum benchSummary
+		var sum load.Summary
 		if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
 			t.Fatalf("bench --json: %v\n%s", err, r.stdout)
 		}
@@ -747,6 +748,10 @@ func TestUsageMessages(t *testing.T) {
 		{"typo", []string{"deploi"}, []string{`unknown command "deploi": did you mean "deploy"?`, "Run 'operator-bridge help'"}},
 		{"typo of status", []string{"stauts"}, []string{`did you mean "status"?`}},
 		{"typo of envs", []string{"env"}, []string{`did you mean "envs"?`}},
+		{"bench without requests", []string{"bench", "--requests", "0"},
+			[]string{"bench: requests, envs, apps and in-flight must be positive", "Run 'operator-bridge bench --help'"}},
+		{"bench with an unknown mix", []string{"bench", "--mix", "bursty"}, []string{`bench: mix "bursty": want realistic or simple`}},
+		{"bench with a bad process ID", []string{"bench", "--pids", "1,x"}, []string{`bench: --pids: "x" is not a process ID`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
