@@ -677,8 +677,10 @@ func (f *follower) publish(ctx context.Context) bool {
 		f.st.Done, f.dirty = true, true
 		f.r.finals.WithLabelValues(string(ev.Phase)).Inc()
 	}
-	f.r.log.Log(ctx, level, "rollout "+string(ev.Phase), "environment", ev.Environment, "app", ev.App,
-		"request_id", ev.RequestID, "message", ev.Message, "elapsed", time.Duration(ev.ElapsedMS)*time.Millisecond)
+	if f.r.log.Enabled(ctx, level) {
+		f.r.log.LogAttrs(ctx, level, "rollout "+string(ev.Phase), slog.String("environment", ev.Environment), slog.String("app", ev.App),
+			slog.String("request_id", ev.RequestID), slog.String("message", ev.Message), slog.Duration("elapsed", time.Duration(ev.ElapsedMS)*time.Millisecond))
+	}
 	return true
 }
 
