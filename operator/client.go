@@ -454,14 +454,14 @@ func decodeStatus(data []byte) (Status, error) {
 		if v.Percent < 0 || v.Percent > 1 {
 			return Status{}, fmt.Errorf("versions[%d].percent %v is not in [0, 1]", i, v.Percent)
 		}
-		if err := checkLevel(fmt.Sprintf("versions[%d].healthy", i), v.Healthy); err != nil {
+		if err := checkLevel("versions[%d].healthy", v.Healthy, i); err != nil {
 			return Status{}, err
 		}
 		if v.Nodes == nil {
 			st.Versions[i].Nodes = []NodeStatus{}
 		}
 		for j, n := range v.Nodes {
-			if err := checkLevel(fmt.Sprintf("versions[%d].nodes[%d].healthy", i, j), n.Healthy); err != nil {
+			if err := checkLevel("versions[%d].nodes[%d].healthy", n.Healthy, i, j); err != nil {
 				return Status{}, err
 			}
 		}
@@ -469,9 +469,11 @@ func decodeStatus(data []byte) (Status, error) {
 	return st, nil
 }
 
-func checkLevel(field string, h Health) error {
+// checkLevel checks a health level; field (a format, with args) names it
+// only when it is wrong, so that a valid answer costs no formatting.
+func checkLevel(field string, h Health, args ...any) error {
 	if h.Level < 0 || h.Level > 100 {
-		return fmt.Errorf("%s.level %d is not in [0, 100]", field, h.Level)
+		return fmt.Errorf("%s.level %d is not in [0, 100]", fmt.Sprintf(field, args...), h.Level)
 	}
 	return nil
 }
