@@ -1,10 +1,15 @@
 package events
 
 import (
+	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
+
+	"github.com/boreas/operator-bridge/schemas"
 )
 
 // BenchmarkDecodeDeployRequest decodes and validates the requests of make
@@ -41,6 +46,56 @@ func BenchmarkDecodeDeployRequest(b *testing.B) {
 			b.SetBytes(int64(len(c.body)))
 			for b.Loop() {
 				if _, _, err := DecodeDeployRequest(canary.Subject, c.h, c.body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeSteps measures each step of decoding the canary request
+// of BenchmarkDecodeDeployRequest the way the schema-checked path does it,
+// to show where a decode's time goes.
+func BenchmarkDecodeSteps(b *testing.B) {
+	msg, _, err := NewDeployRequest("/master-service/bench", "env-001", DeployRequest{
+		App: "app-017", Version: "1.1764748800.42", Deployments: []Deployment{
+			{Version: "1.1764748800.42", Percent: 0.1, Package: []byte(`{"type":"docker","image":"registry.local/app-017:1.1764748800.42"}`)},
+			{Version: "1.1764748800.41", Percent: 0.9},
+		},
+	}, WithTime(time.Now()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var e event.Event
+	if err := e.UnmarshalJSON(msg.Data); err != nil {
+		b.Fatal(err)
+	}
+	data := e.Data()
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		b.Fatal(err)
+	}
+	steps := []struct {
+		name string
+		run  func() error
+	}{
+		{"event", func() error { var e event.Event; return e.UnmarshalJSON(msg.Data) }},
+		{"valid", func() error {
+			if !json.Valid(msg.Data) {
+				return errors.New("not valid")
+			}
+			return nil
+		}},
+		{"any", func() error { var v any; return json.Unmarshal(data, &v) }},
+		{"schema", func() error { return schemas.Validate(TypeDeployRequest, v) }},
+		{"typed", func() error { var r DeployRequest; return json.Unmarshal(data, &r) }},
+		{"all", func() error { _, _, err := DecodeDeployRequest(msg.Subject, msg.Header, msg.Data); return err }},
+	}
+	for _, s := range steps {
+		b.Run(s.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := s.run(); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -98,6 +153,18 @@ func BenchmarkEncode(b *testing.B) {
 		}},
 		{"deploy.request", func() (*nats.Msg, error) {
 			m, _, err := NewDeployRequest(source, "env-001", DeployRequest{App: "my-app", Version: "v1"})
+			return m, err
+		}},
+		{"deploy.progress", func() (*nats.Msg, error) {
+			return NewDeployProgress(source, testRequest, 42, 1, DeployProgress{App: "my-app",
+				Target: []Target{{Version: "v1.2.3", Percent: 0.1}, {Version: "v1.2.2", Percent: 0.9}},
+				Observed: AppStatus{App: "my-app", Healthy: AppHealth{Level: 100}, Versions: []VersionStatus{
+					{Version: "v1.2.3", Percent: 0.1, Healthy: AppHealth{Level: 100}, Nodes: []NodeStatus{{Node: "n1", Healthy: AppHealth{Level: 100}}}},
+					{Version: "v1.2.2", Percent: 0.9, Healthy: AppHealth{Level: 100}}}},
+				Phase: PhaseProgressing, Message: "v1.2.3 at 10% of 10%", ElapsedMS: 5000})
+		}},
+		{"status.query", func() (*nats.Msg, error) {
+			m, _, err := NewStatusQuery(source, "env-001", "my-app")
 			return m, err
 		}},
 	}
