@@ -63,6 +63,16 @@ type Envelope struct {
 // The time-ahead rule (docs/contract.md, Request time) needs the stored time of the message and
 // is the caller's to check, with Envelope.Time.
 func DecodeDeployRequest(subject string, h nats.Header, body []byte) (Envelope, DeployRequest, error) {
+	if env, req, ok := fastDeployRequest(subject, h, body); ok {
+		return env, req, nil
+	}
+	return decodeDeployRequest(subject, h, body)
+}
+
+// decodeDeployRequest is DecodeDeployRequest without its fast path
+// (fastdecode.go): the reference the fast path is held to, and the path of
+// every message the fast path leaves to it.
+func decodeDeployRequest(subject string, h nats.Header, body []byte) (Envelope, DeployRequest, error) {
 	var req DeployRequest
 	env, err := decodeTyped(subject, TypeDeployRequest, h, body, &req)
 	if err != nil {

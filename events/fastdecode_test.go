@@ -1,0 +1,222 @@
+package events_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+
+	"github.com/boreas/operator-bridge/bench/mix"
+	"github.com/boreas/operator-bridge/events"
+)
+
+// A deploy request message of the differential tests: the body, the
+// Content-Type header, a ce-id header (binary mode when not empty) and the
+// subject it arrives on.
+type fastCase struct {
+	body        []byte
+	contentType string
+	ceID        string
+	subject     string
+}
+
+func (c fastCase) header() nats.Header {
+	h := nats.Header{}
+	if c.contentType != "" {
+		h.Set(events.HeaderContentType, c.contentType)
+	}
+	if c.ceID != "" {
+		h.Set("ce-id", c.ceID)
+		h.Set("ce-specversion", "1.0")
+		h.Set("ce-source", "/fuzz")
+		h.Set("ce-type", events.TypeDeployRequest)
+	}
+	return h
+}
+
+// errorView is what a caller can see of a decoding error.
+type errorView struct {
+	Text           string
+	Code           events.ErrorCode
+	Field, Message string
+	Unidentifiable bool
+}
+
+func viewError(err error) *errorView {
+	if err == nil {
+		return nil
+	}
+	v := &errorView{Text: err.Error(), Code: events.CodeOf(err), Unidentifiable: errors.Is(err, events.ErrUnidentifiable)}
+	if e, ok := errors.AsType[*events.Error](err); ok {
+		v.Field, v.Message = e.Field, e.Message
+	}
+	return v
+}
+
+// checkSameDecode fails t unless DecodeDeployRequest answers c exactly as
+// its full path does, and reports whether the fast path took c.
+func checkSameDecode(t *testing.T, c fastCase) bool {
+	t.Helper()
+	h := c.header()
+	wantEnv, wantReq, wantErr := events.DecodeDeployRequest0(c.subject, h, c.body)
+	env, req, ok := events.FastDeployRequest(c.subject, h, c.body)
+	if ok {
+		if wantErr != nil {
+			t.Fatalf("the fast path accepts what the full path refuses (%v): %q", wantErr, c.body)
+		}
+		if diff := cmp.Diff(wantEnv, env); diff != "" || wantEnv.Time.String() != env.Time.String() {
+			t.Fatalf("fast path envelope of %q (-full +fast):\n%s%s / %s", c.body, diff, wantEnv.Time, env.Time)
+		}
+		if diff := cmp.Diff(wantReq, req); diff != "" {
+			t.Fatalf("fast path request of %q (-full +fast):\n%s", c.body, diff)
+		}
+	}
+	gotEnv, gotReq, gotErr := events.DecodeDeployRequest(c.subject, h, c.body)
+	if diff := cmp.Diff(viewError(wantErr), viewError(gotErr)); diff != "" {
+		t.Fatalf("error of %q (-full +public):\n%s", c.body, diff)
+	}
+	if diff := cmp.Diff(wantEnv, gotEnv); diff != "" {
+		t.Fatalf("envelope of %q (-full +public):\n%s", c.body, diff)
+	}
+	if diff := cmp.Diff(wantReq, gotReq); diff != "" {
+		t.Fatalf("request of %q (-full +public):\n%s", c.body, diff)
+	}
+	return ok
+}
+
+// mixRequests returns structured deploy requests of bench's two mixes.
+func mixRequests(tb testing.TB) []fastCase {
+	start := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	var out []fastCase
+	for _, realistic := range []bool{true, false} {
+		m := mix.New(mix.Names("bench-", 2), mix.Names("app-", 3), realistic, start)
+		for i := range 6 {
+			env, req := m.Request(i)
+			msg, _, err := events.NewDeployRequest("/master-service/bench", env, req, events.WithTime(start.Add(time.Duration(i)*time.Millisecond)))
+			if err != nil {
+				tb.Fatal(err)
+			}
+			out = append(out, fastCase{msg.Data, msg.Header.Get(events.HeaderContentType), "", msg.Subject})
+		}
+	}
+	return out
+}
+
+// goldenRequests returns the deploy requests of testdata/golden.
+func goldenRequests(tb testing.TB) []fastCase {
+	files, err := filepath.Glob(filepath.Join("testdata", "golden", "deploy.request*.txt"))
+	if err != nil || len(files) == 0 {
+		tb.Fatalf("no golden requests: %v", err)
+	}
+	var out []fastCase
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		head, body, _ := bytes.Cut(b, []byte("\n\n"))
+		c := fastCase{body: body}
+		for line := range strings.SplitSeq(string(head), "\n") {
+			k, v, _ := strings.Cut(line, ": ")
+			switch k {
+			case "subject":
+				c.subject = v
+			case events.HeaderContentType:
+				c.contentType = v
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+const fastEnvelope = `{"specversion":"1.0","id":"req-1","source":"/master-service/test","type":"io.boreas.deploy.request.v1",` +
+	`"time":"2026-11-28T10:00:00+01:00","environment":"env-001","data":`
+
+// fastCases are the differential tests' own cases: the first ones the fast
+// path takes, the others it leaves to the full path, which accepts some of
+// them and refuses the rest.
+var fastCases = []struct {
+	name string
+	body string
+	fast bool
+}{
+	{"minimal", fastEnvelope + `{"app":"a","version":"v1"}}`, true},
+	{"no time, no extensions, data first", `{"data":{"version":"v1","app":"a"},"type":"io.boreas.deploy.request.v1","source":"https://ci.example.com/x?y=1","id":" 1 ","specversion":"1.0","subject":"a"}`, true},
+	{"empty subject, empty time", `{"specversion":"1.0","id":"r","source":"/s","type":"io.boreas.deploy.request.v1","subject":"","time":"","data":{"app":"a","version":"v1"}}`, true},
+	{"json content type with charset", `{"specversion":"1.0","id":"r","source":"/s","type":"io.boreas.deploy.request.v1","datacontenttype":"application/json; charset=utf-8","data":{"app":"a","version":"v1"}}`, true},
+	{"unknown extension and fields", `{"specversion":"1.0","id":"r","source":"/s","type":"io.boreas.deploy.request.v1","x1":"y","data":{"app":"a","version":"v1","note":[1,2.5e3,{"k":null}],"":"\u00e9","deployments":[{"version":"v1","percent":1,"weight":true}]}}`, true},
+	{"rollout false", fastEnvelope + `{"app":"a","version":"v1","rollout":false}}`, true},
+	{"rollout object", fastEnvelope + `{"app":"a","version":"v1","rollout":{"timeout":"1h2m3.5s","min_healthy":0,"x":1}}}`, true},
+	{"empty rollout, empty deployments", fastEnvelope + ` { "app" : "a" , "version" : "v1" , "rollout" : { } , "deployments" : [ ] } }` + "\n", true},
+	{"package kept as sent", fastEnvelope + `{"app":"a","version":"v1","deployments":[{"package":{ "b" : [ "\"\\u00e9" ] , "a":-0.5E+2},"version":"v1","percent":0.25},{"version":"v0","percent":0.75}]}}`, true},
+	{"non-ASCII version", fastEnvelope + `{"app":"a","version":"v1-é"}}`, false},
+	{"escape in app", fastEnvelope + `{"app":"\u0061","version":"v1"}}`, false},
+	{"upper-case field", fastEnvelope + `{"app":"a","version":"v1","APP":"b"}}`, false},
+	{"folded field", fastEnvelope + `{"app":"a","verſion":"v2","version":"v1"}}`, false},
+	{"duplicate field", fastEnvelope + `{"app":"a","app":"b","version":"v1"}}`, false},
+	{"duplicate id", `{"id":"x",` + fastEnvelope[1:] + `{"app":"a","version":"v1"}}`, false},
+	{"empty key in the envelope", `{"specversion":"1.0","":"x","id":"r","source":"/s","type":"io.boreas.deploy.request.v1","data":{"app":"a","version":"v1"}}`, false},
+	{"number extension", `{"specversion":"1.0","n":1,"id":"r","source":"/s","type":"io.boreas.deploy.request.v1","data":{"app":"a","version":"v1"}}`, false},
+	{"blank id", `{"specversion":"1.0","id":"  ","source":"/s","type":"io.boreas.deploy.request.v1","data":{"app":"a","version":"v1"}}`, false},
+	{"percents over 1", fastEnvelope + `{"app":"a","version":"v1","deployments":[{"version":"v1","percent":0.5},{"version":"v0","percent":0.6}]}}`, false},
+	{"percent as a string", fastEnvelope + `{"app":"a","version":"v1","deployments":[{"version":"v1","percent":"1"}]}}`, false},
+	{"huge number in a package", fastEnvelope + `{"app":"a","version":"v1","deployments":[{"version":"v1","percent":1,"package":{"n":1e400}}]}}`, false},
+	{"min_healthy 80.0", fastEnvelope + `{"app":"a","version":"v1","rollout":{"min_healthy":80.0}}}`, false},
+	{"timeout .5s", fastEnvelope + `{"app":"a","version":"v1","rollout":{"timeout":".5s"}}}`, false},
+	{"rollout true", fastEnvelope + `{"app":"a","version":"v1","rollout":true}}`, false},
+	{"trailing garbage", fastEnvelope + `{"app":"a","version":"v1"}}x`, false},
+	{"environment disagrees", strings.Replace(fastEnvelope, "env-001", "env-002", 1) + `{"app":"a","version":"v1"}}`, false},
+	{"source changed by parsing", strings.Replace(fastEnvelope, "/master-service/test", "/a b", 1) + `{"app":"a","version":"v1"}}`, false},
+	{"data not an object", fastEnvelope + `[]}`, false},
+}
+
+func TestFastDecode(t *testing.T) {
+	for _, c := range append(goldenRequests(t), mixRequests(t)...) {
+		if !checkSameDecode(t, c) {
+			t.Errorf("the fast path leaves a common request to the full path: %s", c.body)
+		}
+	}
+	for _, tt := range fastCases {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := checkSameDecode(t, fastCase{[]byte(tt.body), "", "", "deploy.request.env-001"}); got != tt.fast {
+				t.Errorf("fast path took it: %v, want %v", got, tt.fast)
+			}
+		})
+	}
+	// Whatever the body, binary mode, a batch and a subject of another
+	// type are the full path's.
+	body := []byte(fastEnvelope + `{"app":"a","version":"v1"}}`)
+	for _, c := range []fastCase{
+		{body, "application/json", "req-1", "deploy.request.env-001"},
+		{body, events.ContentTypeBatch, "", "deploy.request.env-001"},
+		{body, "", "", "status.query.env-001"},
+		{body, "", "", "deploy.request.env 1"},
+	} {
+		if checkSameDecode(t, c) {
+			t.Errorf("the fast path took %+v", c)
+		}
+	}
+}
+
+// FuzzFastDecode holds DecodeDeployRequest to its full path: for every
+// message, the fast path either leaves it to the full path or decodes it
+// exactly as the full path does, and the answer is the full path's.
+func FuzzFastDecode(f *testing.F) {
+	for _, c := range append(goldenRequests(f), mixRequests(f)...) {
+		f.Add(c.body, c.contentType, c.ceID, c.subject)
+	}
+	for _, c := range fastCases {
+		f.Add([]byte(c.body), "", "", "deploy.request.env-001")
+	}
+	f.Add([]byte(`{"app":"a","version":"v1"}`), "application/json", "req-1", "deploy.request.env-001")
+	f.Fuzz(func(t *testing.T, body []byte, contentType, ceID, subject string) {
+		checkSameDecode(t, fastCase{body, contentType, ceID, subject})
+	})
+}
