@@ -88,6 +88,14 @@ func decodeDeployRequest(subject string, h nats.Header, body []byte) (Envelope, 
 // subject (status.query.<env> or operator-bridge.status.<env>), in either
 // content mode, with the errors of DecodeDeployRequest.
 func DecodeStatusQuery(subject string, h nats.Header, body []byte) (Envelope, StatusQuery, error) {
+	if env, q, ok := fastStatusQuery(subject, h, body); ok {
+		return env, q, nil
+	}
+	return decodeStatusQuery(subject, h, body)
+}
+
+// decodeStatusQuery is DecodeStatusQuery without its fast path.
+func decodeStatusQuery(subject string, h nats.Header, body []byte) (Envelope, StatusQuery, error) {
 	var q StatusQuery
 	env, err := decodeTyped(subject, TypeStatusQuery, h, body, &q)
 	return env, q, err

@@ -5,4 +5,6 @@ package events
 var (
 	FastDeployRequest    = fastDeployRequest
 	DecodeDeployRequest0 = decodeDeployRequest
+	FastStatusQuery      = fastStatusQuery
+	DecodeStatusQuery0   = decodeStatusQuery
 )

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// The fast path of DecodeDeployRequest reads the common case, a valid
+// The fast path of DecodeDeployRequest (and DecodeStatusQuery) reads the common case, a valid
 // structured-mode request in plain JSON, in one pass over the body into
 // the typed values, with Go checks that imply every check of the full path
 // (sdk-go's reader, the CloudEvents attribute rules, json.Valid, the data's
@@ -42,6 +42,22 @@ func fastDeployRequest(subject string, h nats.Header, body []byte) (envelope Env
 		return Envelope{}, DeployRequest{}, false
 	}
 	return envelope, req, true
+}
+
+// fastStatusQuery is DecodeStatusQuery's fast path, like
+// fastDeployRequest.
+func fastStatusQuery(subject string, h nats.Header, body []byte) (envelope Envelope, q StatusQuery, ok bool) {
+	env, ok := fastStructured(subject, TypeStatusQuery, h, body)
+	if !ok {
+		return Envelope{}, StatusQuery{}, false
+	}
+	envelope, ok = fastEnvelope(body, env, TypeStatusQuery, func(b []byte, i int) (int, bool) {
+		return fastQueryData(b, i, &q)
+	})
+	if !ok {
+		return Envelope{}, StatusQuery{}, false
+	}
+	return envelope, q, true
 }
 
 // fastStructured reports whether a message on subject with headers h and
@@ -275,6 +291,29 @@ func fastDeployData(b []byte, i int, req *DeployRequest) (int, bool) {
 		return next, true
 	})
 	return end, ok && seen&(seenApp|seenVersion) == seenApp|seenVersion
+}
+
+var queryFields = []string{"app"}
+
+// fastQueryData reads the status query data object at b[i] into q.
+func fastQueryData(b []byte, i int, q *StatusQuery) (int, bool) {
+	seen := false
+	end, ok := eachField(b, i, func(key []byte, v int) (int, bool) {
+		if string(key) != "app" {
+			if !unknownField(key, queryFields) {
+				return v, false
+			}
+			return skipValue(b, v, 2)
+		}
+		s, next, ok := plainString(b, v)
+		if !ok || seen || !validApp(s) {
+			return v, false
+		}
+		seen = true
+		q.App = string(s)
+		return next, true
+	})
+	return end, ok && seen
 }
 
 // fastDeployments reads the deployments array at b[i].

@@ -59,13 +59,28 @@ func viewError(err error) *errorView {
 	return v
 }
 
-// checkSameDecode fails t unless DecodeDeployRequest answers c exactly as
-// its full path does, and reports whether the fast path took c.
+// checkSameDecode fails t unless DecodeDeployRequest and DecodeStatusQuery
+// answer c exactly as their full paths do, and reports whether one of the
+// fast paths took c.
 func checkSameDecode(t *testing.T, c fastCase) bool {
 	t.Helper()
+	a := checkSame(t, c, events.FastDeployRequest, events.DecodeDeployRequest0, events.DecodeDeployRequest)
+	b := checkSame(t, c, events.FastStatusQuery, events.DecodeStatusQuery0, events.DecodeStatusQuery)
+	return a || b
+}
+
+type (
+	fastFunc[T any]   func(subject string, h nats.Header, body []byte) (events.Envelope, T, bool)
+	decodeFunc[T any] func(subject string, h nats.Header, body []byte) (events.Envelope, T, error)
+)
+
+// checkSame fails t unless public answers c exactly as full does, and fast
+// either leaves c or decodes it as full does; it reports whether fast took c.
+func checkSame[T any](t *testing.T, c fastCase, fast fastFunc[T], full, public decodeFunc[T]) bool {
+	t.Helper()
 	h := c.header()
-	wantEnv, wantReq, wantErr := events.DecodeDeployRequest0(c.subject, h, c.body)
-	env, req, ok := events.FastDeployRequest(c.subject, h, c.body)
+	wantEnv, wantData, wantErr := full(c.subject, h, c.body)
+	env, data, ok := fast(c.subject, h, c.body)
 	if ok {
 		if wantErr != nil {
 			t.Fatalf("the fast path accepts what the full path refuses (%v): %q", wantErr, c.body)
@@ -73,24 +88,25 @@ func checkSameDecode(t *testing.T, c fastCase) bool {
 		if diff := cmp.Diff(wantEnv, env); diff != "" || wantEnv.Time.String() != env.Time.String() {
 			t.Fatalf("fast path envelope of %q (-full +fast):\n%s%s / %s", c.body, diff, wantEnv.Time, env.Time)
 		}
-		if diff := cmp.Diff(wantReq, req); diff != "" {
-			t.Fatalf("fast path request of %q (-full +fast):\n%s", c.body, diff)
+		if diff := cmp.Diff(wantData, data); diff != "" {
+			t.Fatalf("fast path data of %q (-full +fast):\n%s", c.body, diff)
 		}
 	}
-	gotEnv, gotReq, gotErr := events.DecodeDeployRequest(c.subject, h, c.body)
+	gotEnv, gotData, gotErr := public(c.subject, h, c.body)
 	if diff := cmp.Diff(viewError(wantErr), viewError(gotErr)); diff != "" {
 		t.Fatalf("error of %q (-full +public):\n%s", c.body, diff)
 	}
 	if diff := cmp.Diff(wantEnv, gotEnv); diff != "" {
 		t.Fatalf("envelope of %q (-full +public):\n%s", c.body, diff)
 	}
-	if diff := cmp.Diff(wantReq, gotReq); diff != "" {
-		t.Fatalf("request of %q (-full +public):\n%s", c.body, diff)
+	if diff := cmp.Diff(wantData, gotData); diff != "" {
+		t.Fatalf("data of %q (-full +public):\n%s", c.body, diff)
 	}
 	return ok
 }
 
-// mixRequests returns structured deploy requests of bench's two mixes.
+// mixRequests returns structured deploy requests of bench's two mixes, each
+// with a status query for its app.
 func mixRequests(tb testing.TB) []fastCase {
 	start := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
 	var out []fastCase
@@ -103,17 +119,25 @@ func mixRequests(tb testing.TB) []fastCase {
 				tb.Fatal(err)
 			}
 			out = append(out, fastCase{msg.Data, msg.Header.Get(events.HeaderContentType), "", msg.Subject})
+			q, _, err := events.NewStatusQuery("/dashboard", env, req.App)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			out = append(out, fastCase{q.Data, "", "", events.StatusEndpointSubject(env)})
 		}
 	}
 	return out
 }
 
-// goldenRequests returns the deploy requests of testdata/golden.
+// goldenRequests returns the deploy requests and status queries of
+// testdata/golden.
 func goldenRequests(tb testing.TB) []fastCase {
 	files, err := filepath.Glob(filepath.Join("testdata", "golden", "deploy.request*.txt"))
-	if err != nil || len(files) == 0 {
-		tb.Fatalf("no golden requests: %v", err)
+	queries, qerr := filepath.Glob(filepath.Join("testdata", "golden", "status.query*.txt"))
+	if err != nil || qerr != nil || len(files) == 0 || len(queries) == 0 {
+		tb.Fatalf("no golden requests: %v %v", err, qerr)
 	}
+	files = append(files, queries...)
 	var out []fastCase
 	for _, file := range files {
 		b, err := os.ReadFile(file)
@@ -175,6 +199,9 @@ var fastCases = []struct {
 	{"environment disagrees", strings.Replace(fastEnvelope, "env-001", "env-002", 1) + `{"app":"a","version":"v1"}}`, false},
 	{"source changed by parsing", strings.Replace(fastEnvelope, "/master-service/test", "/a b", 1) + `{"app":"a","version":"v1"}}`, false},
 	{"data not an object", fastEnvelope + `[]}`, false},
+	{"status query", strings.Replace(fastEnvelope, "deploy.request", "status.query", 1) + `{"app":"a","x":{"app":1}}}`, true},
+	{"status query with a bad app", strings.Replace(fastEnvelope, "deploy.request", "status.query", 1) + `{"app":"-a"}}`, false},
+	{"status query with an upper-case field", strings.Replace(fastEnvelope, "deploy.request", "status.query", 1) + `{"app":"a","App":"b"}}`, false},
 }
 
 func TestFastDecode(t *testing.T) {
@@ -185,7 +212,11 @@ func TestFastDecode(t *testing.T) {
 	}
 	for _, tt := range fastCases {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := checkSameDecode(t, fastCase{[]byte(tt.body), "", "", "deploy.request.env-001"}); got != tt.fast {
+			subject := "deploy.request.env-001"
+			if strings.Contains(tt.body, events.TypeStatusQuery) {
+				subject = "operator-bridge.status.env-001"
+			}
+			if got := checkSameDecode(t, fastCase{[]byte(tt.body), "", "", subject}); got != tt.fast {
 				t.Errorf("fast path took it: %v, want %v", got, tt.fast)
 			}
 		})
@@ -205,15 +236,17 @@ func TestFastDecode(t *testing.T) {
 	}
 }
 
-// FuzzFastDecode holds DecodeDeployRequest to its full path: for every
-// message, the fast path either leaves it to the full path or decodes it
-// exactly as the full path does, and the answer is the full path's.
+// FuzzFastDecode holds DecodeDeployRequest and DecodeStatusQuery to their
+// full paths: for every message, a fast path either leaves it to the full
+// path or decodes it exactly as the full path does, and the answer is the
+// full path's.
 func FuzzFastDecode(f *testing.F) {
 	for _, c := range append(goldenRequests(f), mixRequests(f)...) {
 		f.Add(c.body, c.contentType, c.ceID, c.subject)
 	}
 	for _, c := range fastCases {
 		f.Add([]byte(c.body), "", "", "deploy.request.env-001")
+		f.Add([]byte(c.body), "", "", "status.query.env-001")
 	}
 	f.Add([]byte(`{"app":"a","version":"v1"}`), "application/json", "req-1", "deploy.request.env-001")
 	f.Fuzz(func(t *testing.T, body []byte, contentType, ceID, subject string) {

@@ -24,7 +24,7 @@ func appendEvent(b []byte, typ, source, id string, t time.Time, ceSubject string
 		return nil, false
 	}
 	if b == nil {
-		b = make([]byte, 0, len(d)+len(id)+len(source)+len(ceSubject)+len(ext.environment)+len(ext.requestID)+len(ext.traceParent)+200)
+		b = make([]byte, 0, len(d)+len(id)+len(source)+len(ceSubject)+len(ext.environment)+len(ext.requestID)+len(ext.traceParent)+len(typ)+320)
 	}
 	b = append(b, `{"specversion":"1.0","id":`...)
 	b = appendSDKString(b, id)
