@@ -27,7 +27,7 @@
 // A valid structured-mode request in plain JSON, the common case, is read
 // in one pass by a fast path (fastdecode.go) whose checks imply those of
 // the full path (sdk-go's reader, json.Valid, the JSON Schema and the rules
-// beyond it); anything it is not sure of goes the full path, which then
+// beyond it); anything it is not sure of takes the full path, which then
 // decides and words the error. A differential fuzz test holds the two to
 // the same answers.
 //
