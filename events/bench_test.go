@@ -16,15 +16,7 @@ import (
 // bench's realistic mix: half of them a canary split whose first deployment
 // carries a package, all with a CloudEvent time.
 func BenchmarkDecodeDeployRequest(b *testing.B) {
-	canary, _, err := NewDeployRequest("/master-service/bench", "env-001", DeployRequest{
-		App: "app-017", Version: "1.1764748800.42", Deployments: []Deployment{
-			{Version: "1.1764748800.42", Percent: 0.1, Package: []byte(`{"type":"docker","image":"registry.local/app-017:1.1764748800.42"}`)},
-			{Version: "1.1764748800.41", Percent: 0.9},
-		},
-	}, WithTime(time.Now()))
-	if err != nil {
-		b.Fatal(err)
-	}
+	canary := benchCanary(b)
 	plain, _, err := NewDeployRequest("/master-service/bench", "env-001", DeployRequest{App: "app-018", Version: "1.1764748800.42"},
 		WithTime(time.Now()))
 	if err != nil {
@@ -53,10 +45,8 @@ func BenchmarkDecodeDeployRequest(b *testing.B) {
 	}
 }
 
-// BenchmarkDecodeSteps measures each step of decoding the canary request
-// of BenchmarkDecodeDeployRequest the way the schema-checked path does it,
-// to show where a decode's time goes.
-func BenchmarkDecodeSteps(b *testing.B) {
+// benchCanary returns the canary request of the realistic mix.
+func benchCanary(b *testing.B) *nats.Msg {
 	msg, _, err := NewDeployRequest("/master-service/bench", "env-001", DeployRequest{
 		App: "app-017", Version: "1.1764748800.42", Deployments: []Deployment{
 			{Version: "1.1764748800.42", Percent: 0.1, Package: []byte(`{"type":"docker","image":"registry.local/app-017:1.1764748800.42"}`)},
@@ -66,6 +56,15 @@ func BenchmarkDecodeSteps(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return msg
+}
+
+// BenchmarkDecodeSteps measures each step of the full path's decoding of
+// the canary request of BenchmarkDecodeDeployRequest (event to typed), the
+// full path as a whole, and the fast path (fastdecode.go) that takes such
+// a request in its stead.
+func BenchmarkDecodeSteps(b *testing.B) {
+	msg := benchCanary(b)
 	var e event.Event
 	if err := e.UnmarshalJSON(msg.Data); err != nil {
 		b.Fatal(err)
@@ -89,7 +88,13 @@ func BenchmarkDecodeSteps(b *testing.B) {
 		{"any", func() error { var v any; return json.Unmarshal(data, &v) }},
 		{"schema", func() error { return schemas.Validate(TypeDeployRequest, v) }},
 		{"typed", func() error { var r DeployRequest; return json.Unmarshal(data, &r) }},
-		{"all", func() error { _, _, err := DecodeDeployRequest(msg.Subject, msg.Header, msg.Data); return err }},
+		{"full", func() error { _, _, err := decodeDeployRequest(msg.Subject, msg.Header, msg.Data); return err }},
+		{"fast", func() error {
+			if _, _, ok := fastDeployRequest(msg.Subject, msg.Header, msg.Data); !ok {
+				return errors.New("left to the full path")
+			}
+			return nil
+		}},
 	}
 	for _, s := range steps {
 		b.Run(s.name, func(b *testing.B) {

@@ -82,100 +82,67 @@ func fastStructured(subject, typ string, h nats.Header, body []byte) (string, bo
 	return env, true
 }
 
-// Bits of the attributes fastEnvelope has seen.
-const (
-	seenSpecVersion = 1 << iota
-	seenID
-	seenSource
-	seenType
-	seenSubject
-	seenTime
-	seenDataContentType
-	seenData
-	seenEnvironment
-	seenTraceParent
-)
+// attributes are the CloudEvent attributes fastEnvelope reads, the
+// required ones first.
+var attributes = []string{"specversion", "id", "source", "type", "data",
+	"subject", "time", "datacontenttype", ExtEnvironment, ExtTraceParent}
 
 // fastEnvelope reads a structured-mode CloudEvent of type typ received for
 // environment env, its data object with data (called with the index of
 // its '{', returning the index after its '}').
 func fastEnvelope(body []byte, env, typ string, data func(b []byte, i int) (int, bool)) (Envelope, bool) {
 	envelope := Envelope{Environment: env, Type: typ, Mode: ModeStructured}
-	var seen uint
-	end, ok := eachField(body, skipWS(body, 0), func(key []byte, v int) (int, bool) {
-		var bit uint
-		var s []byte
-		next := v
-		ok := true
-		switch string(key) {
-		case "data":
-			bit = seenData
+	seen, end, ok := eachKnownField(body, skipWS(body, 0), attributes, func(name string, v int) (int, bool) {
+		if name == "data" {
 			if v >= len(body) || body[v] != '{' {
 				return v, false
 			}
-			next, ok = data(body, v)
+			return data(body, v)
+		}
+		s, next, ok := plainString(body, v)
+		if !ok {
+			return v, false
+		}
+		switch name {
 		case "specversion":
-			bit = seenSpecVersion
-			s, next, ok = plainString(body, v)
-			ok = ok && string(s) == event.CloudEventsVersionV1
+			ok = string(s) == event.CloudEventsVersionV1
 		case "id":
-			bit = seenID
-			s, next, ok = plainString(body, v)
 			envelope.ID = string(s)
-			ok = ok && strings.TrimSpace(envelope.ID) != ""
+			ok = strings.TrimSpace(envelope.ID) != ""
 		case "source":
-			bit = seenSource
-			s, next, ok = plainString(body, v)
 			envelope.Source = string(s)
-			ok = ok && sourceKept(envelope.Source)
+			ok = sourceKept(envelope.Source)
 		case "type":
-			bit = seenType
-			s, next, ok = plainString(body, v)
-			ok = ok && string(s) == typ
+			ok = string(s) == typ
 		case "subject":
-			bit = seenSubject
-			s, next, ok = plainString(body, v)
-			envelope.Subject = string(s)
 			// sdk-go drops an empty subject and refuses a blank one.
-			ok = ok && (len(s) == 0 || strings.TrimSpace(envelope.Subject) != "")
+			envelope.Subject = string(s)
+			ok = len(s) == 0 || strings.TrimSpace(envelope.Subject) != ""
 		case "time":
-			bit = seenTime
-			s, next, ok = plainString(body, v)
-			if ok && len(s) > 0 {
+			if len(s) > 0 {
 				var err error
 				envelope.Time, err = time.Parse(time.RFC3339Nano, string(s))
 				ok = err == nil
 			}
 		case "datacontenttype":
-			bit = seenDataContentType
-			s, next, ok = plainString(body, v)
-			ok = ok && jsonContentType(string(s))
+			ok = jsonContentType(string(s))
 		case ExtEnvironment:
-			bit = seenEnvironment
-			s, next, ok = plainString(body, v)
-			ok = ok && string(s) == env
+			ok = string(s) == env
 		case ExtTraceParent:
-			bit = seenTraceParent
-			s, next, ok = plainString(body, v)
 			envelope.TraceParent = string(s)
-		default:
-			// Another extension: sdk-go takes a string value under a
-			// lower-case name; the rest (dataschema, data_base64, a number)
-			// is the full path's.
-			if !extensionName(key) {
-				return v, false
-			}
-			_, next, ok = plainString(body, v)
-			return next, ok
 		}
-		if !ok || seen&bit != 0 {
+		return next, ok
+	}, func(key []byte, v int) (int, bool) {
+		// Another extension: sdk-go takes a string value under a
+		// lower-case name; the rest (dataschema, data_base64, a number)
+		// is the full path's.
+		if !extensionName(key) {
 			return v, false
 		}
-		seen |= bit
-		return next, true
+		_, next, ok := plainString(body, v)
+		return next, ok
 	})
-	const required = seenSpecVersion | seenID | seenSource | seenType | seenData
-	if !ok || seen&required != required || skipWS(body, end) != len(body) {
+	if !ok || !hasRequired(seen, 5) || skipWS(body, end) != len(body) {
 		return Envelope{}, false
 	}
 	return envelope, true
@@ -235,85 +202,46 @@ func extensionName(name []byte) bool {
 	return event.IsExtensionNameValid(string(name))
 }
 
-// Bits of the fields fastDeployData has seen.
-const (
-	seenApp = 1 << iota
-	seenVersion
-	seenDeployments
-	seenRollout
-	seenPercent
-	seenPackage
-	seenTimeout
-	seenMinHealthy
-)
-
+// The fields of the data objects the fast path reads, the required ones
+// first.
 var (
 	deployRequestFields = []string{"app", "version", "deployments", "rollout"}
 	deploymentFields    = []string{"version", "percent", "package"}
 	rolloutFields       = []string{"timeout", "min_healthy"}
+	queryFields         = []string{"app"}
 )
 
 // fastDeployData reads the data object at b[i] into req.
 func fastDeployData(b []byte, i int, req *DeployRequest) (int, bool) {
-	var seen uint
-	end, ok := eachField(b, i, func(key []byte, v int) (int, bool) {
-		var bit uint
-		var s []byte
-		next := v
-		ok := true
-		switch string(key) {
-		case "app":
-			bit = seenApp
-			s, next, ok = plainString(b, v)
-			ok = ok && validApp(s)
-			req.App = string(s)
-		case "version":
-			bit = seenVersion
-			s, next, ok = plainString(b, v)
-			ok = ok && plainVersion(s)
-			req.Version = string(s)
+	seen, end, ok := eachKnownField(b, i, deployRequestFields, func(name string, v int) (int, bool) {
+		switch name {
 		case "deployments":
-			bit = seenDeployments
-			next, ok = fastDeployments(b, v, &req.Deployments)
+			return fastDeployments(b, v, &req.Deployments)
 		case "rollout":
-			bit = seenRollout
+			var next int
+			var ok bool
 			req.Rollout, next, ok = fastRollout(b, v)
-		default:
-			if !unknownField(key, deployRequestFields) {
-				return v, false
-			}
-			return skipValue(b, v, 2)
+			return next, ok
 		}
-		if !ok || seen&bit != 0 {
-			return v, false
+		s, next, ok := plainString(b, v)
+		if name == "app" {
+			req.App = string(s)
+			return next, ok && validApp(s)
 		}
-		seen |= bit
-		return next, true
-	})
-	return end, ok && seen&(seenApp|seenVersion) == seenApp|seenVersion
+		req.Version = string(s)
+		return next, ok && plainVersion(s)
+	}, nil)
+	return end, ok && hasRequired(seen, 2)
 }
-
-var queryFields = []string{"app"}
 
 // fastQueryData reads the status query data object at b[i] into q.
 func fastQueryData(b []byte, i int, q *StatusQuery) (int, bool) {
-	seen := false
-	end, ok := eachField(b, i, func(key []byte, v int) (int, bool) {
-		if string(key) != "app" {
-			if !unknownField(key, queryFields) {
-				return v, false
-			}
-			return skipValue(b, v, 2)
-		}
+	seen, end, ok := eachKnownField(b, i, queryFields, func(_ string, v int) (int, bool) {
 		s, next, ok := plainString(b, v)
-		if !ok || seen || !validApp(s) {
-			return v, false
-		}
-		seen = true
 		q.App = string(s)
-		return next, true
-	})
-	return end, ok && seen
+		return next, ok && validApp(s)
+	}, nil)
+	return end, ok && hasRequired(seen, 1)
 }
 
 // fastDeployments reads the deployments array at b[i].
@@ -321,43 +249,28 @@ func fastDeployments(b []byte, i int, deps *[]Deployment) (int, bool) {
 	out := make([]Deployment, 0, 2)
 	end, ok := eachElement(b, i, func(v int) (int, bool) {
 		var d Deployment
-		var seen uint
-		next, ok := eachField(b, v, func(key []byte, v int) (int, bool) {
-			var bit uint
-			var s []byte
-			next := v
-			ok := true
-			switch string(key) {
+		seen, next, ok := eachKnownField(b, v, deploymentFields, func(name string, v int) (int, bool) {
+			switch name {
 			case "version":
-				bit = seenVersion
-				s, next, ok = plainString(b, v)
-				ok = ok && plainVersion(s)
+				s, next, ok := plainString(b, v)
 				d.Version = string(s)
+				return next, ok && plainVersion(s)
 			case "percent":
-				bit = seenPercent
+				var next int
+				var ok bool
 				d.Percent, next, ok = fastPercent(b, v)
-			case "package":
-				bit = seenPackage
-				if v >= len(b) || b[v] != '{' {
-					return v, false
-				}
-				next, ok = skipValue(b, v, 4)
-				if ok {
-					d.Package = append([]byte(nil), b[v:next]...)
-				}
-			default:
-				if !unknownField(key, deploymentFields) {
-					return v, false
-				}
-				return skipValue(b, v, 4)
+				return next, ok
 			}
-			if !ok || seen&bit != 0 {
+			if v >= len(b) || b[v] != '{' {
 				return v, false
 			}
-			seen |= bit
-			return next, true
-		})
-		if !ok || seen&(seenVersion|seenPercent) != seenVersion|seenPercent {
+			next, ok := skipValue(b, v, 4)
+			if ok {
+				d.Package = append([]byte(nil), b[v:next]...)
+			}
+			return next, ok
+		}, nil)
+		if !ok || !hasRequired(seen, 2) {
 			return v, false
 		}
 		out = append(out, d)
@@ -391,41 +304,24 @@ func fastRollout(b []byte, i int) (*Rollout, int, bool) {
 		return nil, i, false
 	}
 	r := &Rollout{}
-	var seen uint
-	end, ok := eachField(b, i, func(key []byte, v int) (int, bool) {
-		var bit uint
-		next := v
-		ok := true
-		switch string(key) {
-		case "timeout":
-			bit = seenTimeout
-			var s []byte
-			s, next, ok = plainString(b, v)
-			if ok = ok && durationPattern(s); ok {
-				d, err := time.ParseDuration(string(s))
-				ok = err == nil && d > 0
-				r.Timeout = d
-			}
-		case "min_healthy":
-			bit = seenMinHealthy
-			next, ok = scanNumber(b, v)
-			if ok = ok && next-v <= 3 && isDigits(b[v:next]); ok {
-				n, _ := strconv.Atoi(string(b[v:next]))
-				ok = n <= 100
-				r.MinHealthy = &n
-			}
-		default:
-			if !unknownField(key, rolloutFields) {
+	_, end, ok := eachKnownField(b, i, rolloutFields, func(name string, v int) (int, bool) {
+		if name == "timeout" {
+			s, next, ok := plainString(b, v)
+			if !ok || !durationPattern(s) {
 				return v, false
 			}
-			return skipValue(b, v, 3)
+			d, err := time.ParseDuration(string(s))
+			r.Timeout = d
+			return next, err == nil && d > 0
 		}
-		if !ok || seen&bit != 0 {
+		next, ok := scanNumber(b, v)
+		if !ok || next-v > 3 || !isDigits(b[v:next]) {
 			return v, false
 		}
-		seen |= bit
-		return next, true
-	})
+		n, _ := strconv.Atoi(string(b[v:next]))
+		r.MinHealthy = &n
+		return next, n <= 100
+	}, nil)
 	return r, end, ok
 }
 
@@ -505,13 +401,14 @@ func isDigits(s []byte) bool {
 	return len(s) > 0
 }
 
-// unknownField reports whether an object's key is one that encoding/json
-// and the schema both ignore: ASCII (encoding/json matches field names
-// without regard to case, and folds some non-ASCII letters to ASCII ones)
-// and not a case variant of one of known.
+// unknownField reports whether an object's key (as eachField gives it) is
+// one that encoding/json and the schema both ignore: ASCII without escapes
+// (encoding/json matches field names without regard to case, and folds
+// some non-ASCII letters to ASCII ones) and not a case variant of one of
+// known.
 func unknownField(key []byte, known []string) bool {
 	for _, c := range key {
-		if c >= utf8.RuneSelf {
+		if c >= utf8.RuneSelf || c == '\\' {
 			return false
 		}
 	}
@@ -657,33 +554,7 @@ func skipValue(b []byte, i, depth int) (int, bool) {
 		if depth >= maxFastDepth {
 			return i, false
 		}
-		i = skipWS(b, i+1)
-		if i < len(b) && b[i] == '}' {
-			return i + 1, true
-		}
-		for {
-			var ok bool
-			if i, ok = skipString(b, i); !ok {
-				return i, false
-			}
-			if i = skipWS(b, i); i >= len(b) || b[i] != ':' {
-				return i, false
-			}
-			if i, ok = skipValue(b, skipWS(b, i+1), depth+1); !ok {
-				return i, false
-			}
-			if i = skipWS(b, i); i >= len(b) {
-				return i, false
-			}
-			switch b[i] {
-			case ',':
-				i = skipWS(b, i+1)
-			case '}':
-				return i + 1, true
-			default:
-				return i, false
-			}
-		}
+		return eachField(b, i, func(_ []byte, v int) (int, bool) { return skipValue(b, v, depth+1) })
 	case '[':
 		if depth >= maxFastDepth {
 			return i, false
@@ -708,54 +579,77 @@ func literal(b []byte, i int, lit string) (int, bool) {
 	return i + len(lit), true
 }
 
-// eachField reads the object at b[i], calling field with each key (which
-// must be a plain string) and the index of its value.
+// eachField reads the object at b[i], calling field with each key, as it
+// is between its quotes (escapes and all), and the index of its value.
 func eachField(b []byte, i int, field func(key []byte, v int) (int, bool)) (int, bool) {
-	if i >= len(b) || b[i] != '{' {
-		return i, false
-	}
-	i = skipWS(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return i + 1, true
-	}
-	for {
-		key, next, ok := plainString(b, i)
+	return eachMember(b, i, '{', '}', func(m int) (int, bool) {
+		next, ok := skipString(b, m)
 		if !ok {
-			return i, false
+			return m, false
 		}
-		if i = skipWS(b, next); i >= len(b) || b[i] != ':' {
-			return i, false
+		key := b[m+1 : next-1]
+		if next = skipWS(b, next); next >= len(b) || b[next] != ':' {
+			return next, false
 		}
-		if i, ok = field(key, skipWS(b, i+1)); !ok {
-			return i, false
+		return field(key, skipWS(b, next+1))
+	})
+}
+
+// eachKnownField reads the object at b[i] whose fields of interest are
+// known (at most 32): field reads the value at index v of each of them,
+// a known field given twice is refused, and any other field goes to other;
+// a nil other skips the fields that encoding/json and the schema both
+// ignore (unknownField). It returns the known fields seen as bits, 1<<k
+// for known[k].
+func eachKnownField(b []byte, i int, known []string, field func(name string, v int) (int, bool), other func(key []byte, v int) (int, bool)) (uint32, int, bool) {
+	var seen uint32
+	end, ok := eachField(b, i, func(key []byte, v int) (int, bool) {
+		for k, name := range known {
+			if string(key) != name {
+				continue
+			}
+			if seen&(1<<k) != 0 {
+				return v, false
+			}
+			seen |= 1 << k
+			return field(name, v)
 		}
-		if i = skipWS(b, i); i >= len(b) {
-			return i, false
+		if other != nil {
+			return other(key, v)
 		}
-		switch b[i] {
-		case ',':
-			i = skipWS(b, i+1)
-		case '}':
-			return i + 1, true
-		default:
-			return i, false
+		if !unknownField(key, known) {
+			return v, false
 		}
-	}
+		return skipValue(b, v, 4)
+	})
+	return seen, end, ok
+}
+
+// hasRequired reports whether eachKnownField saw the first n known fields.
+func hasRequired(seen uint32, n int) bool {
+	return seen&(1<<n-1) == 1<<n-1
 }
 
 // eachElement reads the array at b[i], calling elem with the index of
 // each element.
 func eachElement(b []byte, i int, elem func(v int) (int, bool)) (int, bool) {
-	if i >= len(b) || b[i] != '[' {
+	return eachMember(b, i, '[', ']', elem)
+}
+
+// eachMember reads the object or array that open and close delimit at
+// b[i], calling member with the index of each of its members (a field or
+// an element).
+func eachMember(b []byte, i int, open, close byte, member func(m int) (int, bool)) (int, bool) {
+	if i >= len(b) || b[i] != open {
 		return i, false
 	}
 	i = skipWS(b, i+1)
-	if i < len(b) && b[i] == ']' {
+	if i < len(b) && b[i] == close {
 		return i + 1, true
 	}
 	for {
 		var ok bool
-		if i, ok = elem(i); !ok {
+		if i, ok = member(i); !ok {
 			return i, false
 		}
 		if i = skipWS(b, i); i >= len(b) {
@@ -764,7 +658,7 @@ func eachElement(b []byte, i int, elem func(v int) (int, bool)) (int, bool) {
 		switch b[i] {
 		case ',':
 			i = skipWS(b, i+1)
-		case ']':
+		case close:
 			return i + 1, true
 		default:
 			return i, false
