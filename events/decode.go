@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -428,7 +430,10 @@ func diagnoseStructured(body []byte, cause error) (Envelope, event.Event, error)
 	if ct, ok := str("datacontenttype"); ok && mediaType(ct) != ContentTypeJSON && envelope.ID != "" {
 		return envelope, event.Event{}, dataError("datacontenttype", fmt.Sprintf("%q, want %s", ct, ContentTypeJSON))
 	}
-	for name, raw := range m {
+	// In name order, so that a body with several faults gets the same
+	// answer every time.
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		raw := m[name]
 		if isContextAttribute(name) || name == "data" || name == "data_base64" {
 			continue
 		}
@@ -508,8 +513,12 @@ func decodeBinary(h nats.Header, contentType string, body []byte) (Envelope, eve
 	if badName != "" {
 		return envelope, event.Event{}, fail(badName, "given twice")
 	}
-	// Decode every value first, so the Envelope is as full as it can be.
-	for name, raw := range attrs {
+	// Decode every value first, so the Envelope is as full as it can be,
+	// in name order, so that a message with several faults gets the same
+	// answer every time.
+	names := slices.Sorted(maps.Keys(attrs))
+	for _, name := range names {
+		raw := attrs[name]
 		v, err := url.PathUnescape(raw)
 		if err != nil || !utf8.ValidString(v) {
 			return envelope, event.Event{}, fail(name, fmt.Sprintf("%q is not a percent-encoded UTF-8 value", raw))
@@ -527,7 +536,8 @@ func decodeBinary(h nats.Header, contentType string, body []byte) (Envelope, eve
 		return envelope, event.Event{}, fail("specversion", fmt.Sprintf("%q, want \"1.0\"", sv))
 	}
 	e := event.New(event.CloudEventsVersionV1)
-	for name, v := range attrs {
+	for _, name := range names {
+		v := attrs[name]
 		switch name {
 		case "specversion":
 		case "id":
@@ -621,8 +631,8 @@ func checkEvent(envelope *Envelope, e *event.Event) error {
 			return fail(attr, ferr.Error())
 		}
 	}
-	for attr, ferr := range verr {
-		return fail(attr, ferr.Error())
+	if attrs := slices.Sorted(maps.Keys(verr)); len(attrs) > 0 {
+		return fail(attrs[0], verr[attrs[0]].Error())
 	}
 	return fail("", err.Error())
 }
