@@ -253,3 +253,106 @@ func FuzzFastDecode(f *testing.F) {
 		checkSameDecode(t, fastCase{body, contentType, ceID, subject})
 	})
 }
+
+// FuzzFastDecodeValues is FuzzFastDecode with the fuzzer's bytes put into
+// a deploy request's attribute and field values as they are, so that it
+// tries values rather than JSON syntax.
+func FuzzFastDecodeValues(f *testing.F) {
+	f.Add("req-1", "/master-service/test", "my-app", "2026-11-28T10:00:00Z", "traceparent", "00-01", "my-app", "v1.2.3", "1", "5m", "80")
+	f.Add(" r ", "https://ci/x?y", "", "", "x", "", "a.b_c-d", "1.1764748800.42", "0.10e1", "1h2.5ms", "0")
+	f.Fuzz(func(t *testing.T, id, source, subject, tm, extName, extValue, app, version, percent, timeout, minHealthy string) {
+		body := `{"specversion":"1.0","id":"` + id + `","source":"` + source + `","type":"` + events.TypeDeployRequest +
+			`","subject":"` + subject + `","time":"` + tm + `","` + extName + `":"` + extValue +
+			`","data":{"app":"` + app + `","version":"` + version + `","deployments":[{"version":"` + version + `","percent":` + percent +
+			`}],"rollout":{"timeout":"` + timeout + `","min_healthy":` + minHealthy + `}}}`
+		checkSameDecode(t, fastCase{[]byte(body), "", "", "deploy.request.env-001"})
+	})
+}
+
+// valueRequest is a deploy request body with the given values put into it
+// as they are.
+type valueRequest struct {
+	id, source, subject, time, extName, extValue, app, version, percent, timeout, minHealthy, contentType string
+}
+
+func (r valueRequest) body() []byte {
+	return []byte(`{"specversion":"1.0","id":"` + r.id + `","source":"` + r.source + `","type":"` + events.TypeDeployRequest +
+		`","subject":"` + r.subject + `","time":"` + r.time + `","` + r.extName + `":"` + r.extValue +
+		`","datacontenttype":"` + r.contentType + `","data":{"app":"` + r.app + `","version":"` + r.version + `","deployments":[{"version":"` + r.version + `","percent":` + r.percent +
+		`}],"rollout":{"timeout":"` + r.timeout + `","min_healthy":` + r.minHealthy + `}}}`)
+}
+
+var validValues = valueRequest{"req-1", "/master-service/test", "my-app", "2026-11-28T10:00:00Z", "traceparent", "00-01", "my-app", "v1.2.3", "1", "5m", "80", "application/json"}
+
+// TestFastDecodeValues puts every byte, and characters of the Unicode
+// classes the schema's patterns name, into each string value of a valid
+// request, and many edge values into its numbers and durations: the
+// fast path must take the valid request and agree with the full path on
+// every variant.
+func TestFastDecodeValues(t *testing.T) {
+	if !checkSameDecode(t, fastCase{validValues.body(), "", "", "deploy.request.env-001"}) {
+		t.Fatalf("the fast path leaves %s to the full path", validValues.body())
+	}
+	chars := []string{"é", "\u00a0", "\u2028", "\u200b", "\ufeff", "µ", "μ", "\U0001F600", "\xed\xa0\x80"}
+	for c := range 256 {
+		chars = append(chars, string([]byte{byte(c)}))
+	}
+	fields := []struct {
+		name string
+		set  func(*valueRequest, string)
+	}{
+		{"id", func(r *valueRequest, c string) { r.id = "r" + c + "1" }},
+		{"blank id", func(r *valueRequest, c string) { r.id = c }},
+		{"source", func(r *valueRequest, c string) { r.source = "/s" + c + "x" }},
+		{"source start", func(r *valueRequest, c string) { r.source = c + "/s" }},
+		{"subject", func(r *valueRequest, c string) { r.subject = c }},
+		{"time", func(r *valueRequest, c string) { r.time = "2026-11-28T10:00:00" + c }},
+		{"extension name", func(r *valueRequest, c string) { r.extName = "x" + c }},
+		{"extension value", func(r *valueRequest, c string) { r.extValue = "v" + c }},
+		{"app", func(r *valueRequest, c string) { r.app = "a" + c + "b" }},
+		{"app start", func(r *valueRequest, c string) { r.app = c + "a" }},
+		{"version", func(r *valueRequest, c string) { r.version = "v" + c + "1" }},
+		{"timeout", func(r *valueRequest, c string) { r.timeout = "5" + c }},
+		{"datacontenttype", func(r *valueRequest, c string) { r.contentType = "application/json;" + c }},
+	}
+	for _, f := range fields {
+		t.Run(f.name, func(t *testing.T) {
+			for _, c := range chars {
+				r := validValues
+				f.set(&r, c)
+				checkSameDecode(t, fastCase{r.body(), "", "", "deploy.request.env-001"})
+			}
+		})
+	}
+	numbers := []struct {
+		name   string
+		set    func(*valueRequest, string)
+		values []string
+	}{
+		{"percent", func(r *valueRequest, v string) { r.percent = v }, []string{"0", "1", "-0", "0.5", "1.0000000000000002", "1.00000000000000001",
+			"1e0", "1E-1", "10e-1", "2", "-0.1", "01", ".5", "1.", "0x1", "1e400", "1e-400", "NaN", "true", `"1"`, "null", "[1]"}},
+		{"min_healthy", func(r *valueRequest, v string) { r.minHealthy = v }, []string{"0", "80", "100", "101", "1000", "-0", "-1", "80.0",
+			"8e1", "0080", "true", `"80"`, "null", "1e400"}},
+		{"timeout", func(r *valueRequest, v string) { r.timeout = v }, []string{"5m", "1h2.5ms", "1.5h", "0s", "0.0s", "-5m", "+5m", ".5s", "5.s",
+			"5", "5µs", "5μs", "5us", "5ns", "1e3s", "1h-", "5m ", "9223372036854775807ns", "9223372036854775808ns", "99999999999999999999h", "2562047h", "2562048h", ""}},
+		{"time", func(r *valueRequest, v string) { r.time = v }, []string{"", "2026-11-28T10:00:00.123456789+01:00", "2026-11-28t10:00:00z",
+			"2026-11-28 10:00:00Z", "2026-02-30T10:00:00Z", "2026-11-28T24:00:00Z", "2026-11-28T10:00:60Z", "2026-11-28T10:00:00+24:00", "0000-01-01T00:00:00Z"}},
+		{"source", func(r *valueRequest, v string) { r.source = v }, []string{"", " ", "/", "//host/x", "urn:x:y", "a:b/c", "http://[::1]:80/x", "http://x/%41",
+			"http://x/a%2Fb", "/a%20b", "./x", "x", "?q", "#f", "/a/../b", "mailto:a@b", "HTTP://X/Y", "http://x:y@z/", "http://x/y?", "http://x/y#"}},
+		{"version", func(r *valueRequest, v string) { r.version = v }, []string{"", strings.Repeat("v", 128), strings.Repeat("v", 129),
+			strings.Repeat("é", 128), strings.Repeat("é", 129)}},
+		{"app", func(r *valueRequest, v string) { r.app = v }, []string{"", "a", strings.Repeat("a", 128), strings.Repeat("a", 129), "-a", "a-", "a..b"}},
+		{"datacontenttype", func(r *valueRequest, v string) { r.contentType = v }, []string{"", "application/json; charset=utf-8", "application/json;",
+			"application/json; x", "application/json;;", "application/json; a=1; a=2", "application/jsonx", "Application/JSON", " application/json",
+			"application/json ", "text/json", "application/cloudevents+json", `application/json; charset="utf-8"`}},
+	}
+	for _, n := range numbers {
+		t.Run(n.name+" values", func(t *testing.T) {
+			for _, v := range n.values {
+				r := validValues
+				n.set(&r, v)
+				checkSameDecode(t, fastCase{r.body(), "", "", "deploy.request.env-001"})
+			}
+		})
+	}
+}
