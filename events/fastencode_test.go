@@ -205,3 +205,42 @@ func FuzzAppendEvent(f *testing.F) {
 		}
 	})
 }
+
+// TestAppendEventBytes puts every byte, and some characters, into each
+// string attribute: appendEvent writes what sdk-go writes, or leaves the
+// event to it.
+func TestAppendEventBytes(t *testing.T) {
+	chars := []string{"é", "\u00a0", "\u2028", "\u2029", "\ufeff", "\U0001F600", "\xed\xa0\x80", "<&>"}
+	for c := range 256 {
+		chars = append(chars, string([]byte{byte(c)}))
+	}
+	taken := 0
+	for _, c := range chars {
+		for _, v := range []struct{ source, id, subject, traceParent string }{
+			{"/s" + c, "id", "app", "tp"},
+			{"/s", "id" + c, "app", "tp"},
+			{"/s", c, "app", "tp"},
+			{"/s", "id", "app" + c, "tp"},
+			{"/s", "id", c, "tp"},
+			{"/s", "id", "app", "tp" + c},
+		} {
+			ext := extensions{environment: "env-001", requestID: v.id, traceParent: v.traceParent}
+			data := DeployResult{App: v.subject, Message: c}
+			got, ok := appendEvent(nil, TypeDeployResult, v.source, v.id, testTime, v.subject, ext, data)
+			want, err := sdkEvent(TypeDeployResult, v.source, v.id, testTime, v.subject, ext, data)
+			if !ok {
+				continue
+			}
+			taken++
+			if err != nil {
+				t.Fatalf("appendEvent wrote what sdk-go refuses (%v): %s", err, got)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%+v:\nsdk:  %s\nfast: %s", v, want, got)
+			}
+		}
+	}
+	if taken < len(chars)*4 {
+		t.Errorf("appendEvent took %d of %d events", taken, len(chars)*6)
+	}
+}
