@@ -64,8 +64,8 @@ func viewError(err error) *errorView {
 // fast paths took c.
 func checkSameDecode(t *testing.T, c fastCase) bool {
 	t.Helper()
-	a := checkSame(t, c, events.FastDeployRequest, events.DecodeDeployRequest0, events.DecodeDeployRequest)
-	b := checkSame(t, c, events.FastStatusQuery, events.DecodeStatusQuery0, events.DecodeStatusQuery)
+	a := checkSame(t, c, events.FastDeployRequest, events.FullDeployRequest, events.DecodeDeployRequest)
+	b := checkSame(t, c, events.FastStatusQuery, events.FullStatusQuery, events.DecodeStatusQuery)
 	return a || b
 }
 
