@@ -12,16 +12,17 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// The fast path of DecodeDeployRequest (and DecodeStatusQuery) reads the common case, a valid
-// structured-mode request in plain JSON, in one pass over the body into
-// the typed values, with Go checks that imply every check of the full path
-// (sdk-go's reader, the CloudEvents attribute rules, json.Valid, the data's
-// JSON Schema and the rules beyond it). Whatever it is not sure of (binary
-// mode, an escape in a string it reads, a non-ASCII version, an unknown
-// field that a case-insensitive match would take for a known one, a
-// duplicate, any fault) it leaves to the full path, which then decides and
-// words the error as ever. FuzzFastDecode holds the two paths to the same
-// answers.
+// The fast paths of DecodeDeployRequest and DecodeStatusQuery read the
+// common case, a valid structured-mode event in plain JSON, in one pass
+// over the body into the typed values, with Go checks that imply every
+// check of the full path (sdk-go's reader, the CloudEvents attribute
+// rules, json.Valid, the data's JSON Schema and the rules beyond it).
+// Whatever they are not sure of (binary mode, an escape in a string they
+// read, a non-ASCII version, an unknown field that a case-insensitive
+// match would take for a known one, a duplicate, any fault) they leave to
+// the full path, which then decides and words the error as ever. The
+// tests in fastdecode_test.go (FuzzFastDecode, FuzzFastDecodeValues,
+// TestFastDecodeValues) hold the two paths to the same answers.
 
 // maxFastDepth is the deepest nesting the fast path reads; deeper bodies
 // go to the full path.
