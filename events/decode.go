@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"net/url"
 	"slices"
@@ -432,7 +431,7 @@ func diagnoseStructured(body []byte, cause error) (Envelope, event.Event, error)
 	}
 	// In name order, so that a body with several faults gets the same
 	// answer every time.
-	for _, name := range slices.Sorted(maps.Keys(m)) {
+	for _, name := range sortedKeys(m) {
 		raw := m[name]
 		if isContextAttribute(name) || name == "data" || name == "data_base64" {
 			continue
@@ -516,7 +515,7 @@ func decodeBinary(h nats.Header, contentType string, body []byte) (Envelope, eve
 	// Decode every value first, so the Envelope is as full as it can be,
 	// in name order, so that a message with several faults gets the same
 	// answer every time.
-	names := slices.Sorted(maps.Keys(attrs))
+	names := sortedKeys(attrs)
 	for _, name := range names {
 		raw := attrs[name]
 		v, err := url.PathUnescape(raw)
@@ -581,6 +580,16 @@ func decodeBinary(h nats.Header, contentType string, body []byte) (Envelope, eve
 	return envelope, e, checkEvent(&envelope, &e)
 }
 
+// sortedKeys returns the keys of m in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 func decodeHeaderValue(raw string) string {
 	if strings.IndexByte(raw, '%') < 0 {
 		return raw
@@ -631,7 +640,7 @@ func checkEvent(envelope *Envelope, e *event.Event) error {
 			return fail(attr, ferr.Error())
 		}
 	}
-	if attrs := slices.Sorted(maps.Keys(verr)); len(attrs) > 0 {
+	if attrs := sortedKeys(verr); len(attrs) > 0 {
 		return fail(attrs[0], verr[attrs[0]].Error())
 	}
 	return fail("", err.Error())
