@@ -1,26 +1,23 @@
 package events
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
+
+	"github.com/boreas/operator-bridge/schemas"
 )
 
 // BenchmarkDecodeDeployRequest decodes and validates the requests of make
 // bench's realistic mix: half of them a canary split whose first deployment
 // carries a package, all with a CloudEvent time.
 func BenchmarkDecodeDeployRequest(b *testing.B) {
-	canary, _, err := NewDeployRequest("/master-service/bench", "env-001", DeployRequest{
-		App: "app-017", Version: "1.1764748800.42", Deployments: []Deployment{
-			{Version: "1.1764748800.42", Percent: 0.1, Package: []byte(`{"type":"docker","image":"registry.local/app-017:1.1764748800.42"}`)},
-			{Version: "1.1764748800.41", Percent: 0.9},
-		},
-	}, WithTime(time.Now()))
-	if err != nil {
-		b.Fatal(err)
-	}
+	canary := benchCanary(b)
 	plain, _, err := NewDeployRequest("/master-service/bench", "env-001", DeployRequest{App: "app-018", Version: "1.1764748800.42"},
 		WithTime(time.Now()))
 	if err != nil {
@@ -42,6 +39,69 @@ func BenchmarkDecodeDeployRequest(b *testing.B) {
 			b.SetBytes(int64(len(c.body)))
 			for b.Loop() {
 				if _, _, err := DecodeDeployRequest(canary.Subject, c.h, c.body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// benchCanary returns the canary request of the realistic mix.
+func benchCanary(b *testing.B) *nats.Msg {
+	msg, _, err := NewDeployRequest("/master-service/bench", "env-001", DeployRequest{
+		App: "app-017", Version: "1.1764748800.42", Deployments: []Deployment{
+			{Version: "1.1764748800.42", Percent: 0.1, Package: []byte(`{"type":"docker","image":"registry.local/app-017:1.1764748800.42"}`)},
+			{Version: "1.1764748800.41", Percent: 0.9},
+		},
+	}, WithTime(time.Now()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return msg
+}
+
+// BenchmarkDecodeSteps measures each step of the full path's decoding of
+// the canary request of BenchmarkDecodeDeployRequest (event to typed), the
+// full path as a whole, and the fast path (fastdecode.go) that takes such
+// a request in its stead.
+func BenchmarkDecodeSteps(b *testing.B) {
+	msg := benchCanary(b)
+	var e event.Event
+	if err := e.UnmarshalJSON(msg.Data); err != nil {
+		b.Fatal(err)
+	}
+	data := e.Data()
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		b.Fatal(err)
+	}
+	steps := []struct {
+		name string
+		run  func() error
+	}{
+		{"event", func() error { var e event.Event; return e.UnmarshalJSON(msg.Data) }},
+		{"valid", func() error {
+			if !json.Valid(msg.Data) {
+				return errors.New("not valid")
+			}
+			return nil
+		}},
+		{"any", func() error { var v any; return json.Unmarshal(data, &v) }},
+		{"schema", func() error { return schemas.Validate(TypeDeployRequest, v) }},
+		{"typed", func() error { var r DeployRequest; return json.Unmarshal(data, &r) }},
+		{"full", func() error { _, _, err := decodeDeployRequest(msg.Subject, msg.Header, msg.Data); return err }},
+		{"fast", func() error {
+			if _, _, ok := fastDeployRequest(msg.Subject, msg.Header, msg.Data); !ok {
+				return errors.New("left to the full path")
+			}
+			return nil
+		}},
+	}
+	for _, s := range steps {
+		b.Run(s.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := s.run(); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -99,6 +159,18 @@ func BenchmarkEncode(b *testing.B) {
 		}},
 		{"deploy.request", func() (*nats.Msg, error) {
 			m, _, err := NewDeployRequest(source, "env-001", DeployRequest{App: "my-app", Version: "v1"})
+			return m, err
+		}},
+		{"deploy.progress", func() (*nats.Msg, error) {
+			return NewDeployProgress(source, testRequest, 42, 1, DeployProgress{App: "my-app",
+				Target: []Target{{Version: "v1.2.3", Percent: 0.1}, {Version: "v1.2.2", Percent: 0.9}},
+				Observed: AppStatus{App: "my-app", Healthy: AppHealth{Level: 100}, Versions: []VersionStatus{
+					{Version: "v1.2.3", Percent: 0.1, Healthy: AppHealth{Level: 100}, Nodes: []NodeStatus{{Node: "n1", Healthy: AppHealth{Level: 100}}}},
+					{Version: "v1.2.2", Percent: 0.9, Healthy: AppHealth{Level: 100}}}},
+				Phase: PhaseProgressing, Message: "v1.2.3 at 10% of 10%", ElapsedMS: 5000})
+		}},
+		{"status.query", func() (*nats.Msg, error) {
+			m, _, err := NewStatusQuery(source, "env-001", "my-app")
 			return m, err
 		}},
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -63,6 +64,16 @@ type Envelope struct {
 // The time-ahead rule (docs/contract.md, Request time) needs the stored time of the message and
 // is the caller's to check, with Envelope.Time.
 func DecodeDeployRequest(subject string, h nats.Header, body []byte) (Envelope, DeployRequest, error) {
+	if env, req, ok := fastDeployRequest(subject, h, body); ok {
+		return env, req, nil
+	}
+	return decodeDeployRequest(subject, h, body)
+}
+
+// decodeDeployRequest is DecodeDeployRequest without its fast path
+// (fastdecode.go): the reference the fast path is held to, and the path of
+// every message the fast path leaves to it.
+func decodeDeployRequest(subject string, h nats.Header, body []byte) (Envelope, DeployRequest, error) {
 	var req DeployRequest
 	env, err := decodeTyped(subject, TypeDeployRequest, h, body, &req)
 	if err != nil {
@@ -78,6 +89,14 @@ func DecodeDeployRequest(subject string, h nats.Header, body []byte) (Envelope, 
 // subject (status.query.<env> or operator-bridge.status.<env>), in either
 // content mode, with the errors of DecodeDeployRequest.
 func DecodeStatusQuery(subject string, h nats.Header, body []byte) (Envelope, StatusQuery, error) {
+	if env, q, ok := fastStatusQuery(subject, h, body); ok {
+		return env, q, nil
+	}
+	return decodeStatusQuery(subject, h, body)
+}
+
+// decodeStatusQuery is DecodeStatusQuery without its fast path.
+func decodeStatusQuery(subject string, h nats.Header, body []byte) (Envelope, StatusQuery, error) {
 	var q StatusQuery
 	env, err := decodeTyped(subject, TypeStatusQuery, h, body, &q)
 	return env, q, err
@@ -410,7 +429,10 @@ func diagnoseStructured(body []byte, cause error) (Envelope, event.Event, error)
 	if ct, ok := str("datacontenttype"); ok && mediaType(ct) != ContentTypeJSON && envelope.ID != "" {
 		return envelope, event.Event{}, dataError("datacontenttype", fmt.Sprintf("%q, want %s", ct, ContentTypeJSON))
 	}
-	for name, raw := range m {
+	// In name order, so that a body with several faults gets the same
+	// answer every time.
+	for _, name := range sortedKeys(m) {
+		raw := m[name]
 		if isContextAttribute(name) || name == "data" || name == "data_base64" {
 			continue
 		}
@@ -490,8 +512,12 @@ func decodeBinary(h nats.Header, contentType string, body []byte) (Envelope, eve
 	if badName != "" {
 		return envelope, event.Event{}, fail(badName, "given twice")
 	}
-	// Decode every value first, so the Envelope is as full as it can be.
-	for name, raw := range attrs {
+	// Decode every value first, so the Envelope is as full as it can be,
+	// in name order, so that a message with several faults gets the same
+	// answer every time.
+	names := sortedKeys(attrs)
+	for _, name := range names {
+		raw := attrs[name]
 		v, err := url.PathUnescape(raw)
 		if err != nil || !utf8.ValidString(v) {
 			return envelope, event.Event{}, fail(name, fmt.Sprintf("%q is not a percent-encoded UTF-8 value", raw))
@@ -509,7 +535,8 @@ func decodeBinary(h nats.Header, contentType string, body []byte) (Envelope, eve
 		return envelope, event.Event{}, fail("specversion", fmt.Sprintf("%q, want \"1.0\"", sv))
 	}
 	e := event.New(event.CloudEventsVersionV1)
-	for name, v := range attrs {
+	for _, name := range names {
+		v := attrs[name]
 		switch name {
 		case "specversion":
 		case "id":
@@ -551,6 +578,16 @@ func decodeBinary(h nats.Header, contentType string, body []byte) (Envelope, eve
 		e.DataEncoded = body
 	}
 	return envelope, e, checkEvent(&envelope, &e)
+}
+
+// sortedKeys returns the keys of m in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func decodeHeaderValue(raw string) string {
@@ -603,8 +640,8 @@ func checkEvent(envelope *Envelope, e *event.Event) error {
 			return fail(attr, ferr.Error())
 		}
 	}
-	for attr, ferr := range verr {
-		return fail(attr, ferr.Error())
+	if attrs := sortedKeys(verr); len(attrs) > 0 {
+		return fail(attrs[0], verr[attrs[0]].Error())
 	}
 	return fail("", err.Error())
 }

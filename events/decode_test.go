@@ -412,3 +412,33 @@ func TestSubjects(t *testing.T) {
 		t.Error(diff)
 	}
 }
+
+// TestDecodeErrorIsStable sends messages with several faults many times:
+// each gets the same answer every time, naming the first fault in
+// attribute name order.
+func TestDecodeErrorIsStable(t *testing.T) {
+	tests := []struct {
+		name      string
+		h         nats.Header
+		body      []byte
+		wantField string
+	}{
+		{"structured, two bad extensions", nil, structured(map[string]any{"Bad": "x", "obj": map[string]any{}}), "Bad"},
+		{"binary, bad time and bad extension name", binaryHeader(map[string]string{"ce-time": "yesterday", "ce-x_y": "1", "ce-a_b": "2"}), []byte(binaryBody), "a_b"},
+		{"binary, bad time and bad percent-encoding", binaryHeader(map[string]string{"ce-time": "yesterday", "ce-zz": "%zz", "ce-b": "%"}), []byte(binaryBody), "b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, first := DecodeDeployRequest(testSubject, tt.h, tt.body)
+			e, ok := errors.AsType[*Error](first)
+			if !ok || e.Field != tt.wantField {
+				t.Fatalf("error %v, want one on %s", first, tt.wantField)
+			}
+			for range 20 {
+				if _, _, err := DecodeDeployRequest(testSubject, tt.h, tt.body); err.Error() != first.Error() {
+					t.Fatalf("error %v, then %v", first, err)
+				}
+			}
+		})
+	}
+}

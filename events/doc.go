@@ -24,6 +24,13 @@
 // answered; when it has no ID the error wraps ErrUnidentifiable and the
 // message belongs to the dead-letter stream.
 //
+// A valid structured-mode request in plain JSON, the common case, is read
+// in one pass by a fast path (fastdecode.go) whose checks imply those of
+// the full path (sdk-go's reader, json.Valid, the JSON Schema and the rules
+// beyond it); anything it is not sure of takes the full path, which then
+// decides and words the error. A differential fuzz test holds the two to
+// the same answers.
+//
 // # Encoding
 //
 // NewDeployResult, NewDeployProgress, NewStatusResult and NewHealth make the
@@ -33,7 +40,9 @@
 // Nats-Msg-Id header set to the event id; a result's id is ResultID of its
 // request's id and stream sequence, and a final progress event's id is
 // FinalProgressID of the same. NewDeployRequest and NewStatusQuery make
-// requests for publishers.
+// requests for publishers. The events are written directly, byte for byte
+// as sdk-go writes them (tests compare the two); sdk-go writes the odd
+// event the direct writer leaves to it.
 //
 // # Client
 //

@@ -108,6 +108,9 @@ func WithTraceParent(tp string) EventOption { return func(o *eventOptions) { o.t
 type encoder struct {
 	now   func() time.Time
 	newID func() string
+	// sdkOnly writes every event with sdkEvent, the reference the tests
+	// hold appendEvent to.
+	sdkOnly bool
 }
 
 var defaultEncoder = encoder{now: time.Now, newID: NewEventID}
@@ -196,13 +199,7 @@ func (enc encoder) result(typ string, subject func(string) string, source string
 	} else {
 		id = ResultID(req.ID, streamSeq)
 	}
-	ext := map[string]string{ExtEnvironment: req.Environment}
-	if req.ID != "" {
-		ext[ExtRequestID] = req.ID
-	}
-	if req.TraceParent != "" {
-		ext[ExtTraceParent] = req.TraceParent
-	}
+	ext := extensions{environment: req.Environment, requestID: req.ID, traceParent: req.TraceParent}
 	return enc.build(subject, req.Environment, typ, source, id, enc.now(), app, ext, data)
 }
 
@@ -210,7 +207,7 @@ func (enc encoder) health(source string, data Health) (*nats.Msg, error) {
 	if data.CheckedAt.IsZero() {
 		data.CheckedAt = enc.now().UTC()
 	}
-	ext := map[string]string{ExtEnvironment: data.Environment}
+	ext := extensions{environment: data.Environment}
 	return enc.build(HealthSubject, data.Environment, TypeHealth, source, enc.newID(), enc.now(), data.Environment, ext, data)
 }
 
@@ -233,10 +230,7 @@ func (enc encoder) request(subject func(string) string, typ, source, env, app st
 	if o.time.IsZero() {
 		o.time = enc.now()
 	}
-	ext := map[string]string{ExtEnvironment: env}
-	if o.traceParent != "" {
-		ext[ExtTraceParent] = o.traceParent
-	}
+	ext := extensions{environment: env, traceParent: o.traceParent}
 	msg, err := enc.build(subject, env, typ, source, o.id, o.time, app, ext, data)
 	if err != nil {
 		return nil, "", err
@@ -244,14 +238,45 @@ func (enc encoder) request(subject func(string) string, typ, source, env, app st
 	return msg, o.id, nil
 }
 
-// build makes a structured-mode event message.
-func (enc encoder) build(subject func(string) string, env, typ, source, id string, t time.Time, ceSubject string, ext map[string]string, data any) (*nats.Msg, error) {
+// extensions are the extension attributes of an event this package makes;
+// an empty one is left out.
+type extensions struct {
+	environment, requestID, traceParent string
+}
+
+// build makes a structured-mode event message, writing the CloudEvent
+// itself (fastencode.go) when it can and with sdk-go otherwise.
+func (enc encoder) build(subject func(string) string, env, typ, source, id string, t time.Time, ceSubject string, ext extensions, data any) (*nats.Msg, error) {
 	if !ValidEnvironmentID(env) {
 		return nil, fmt.Errorf("%s event: environment %q is not %s", typ, env, maxEnvironmentIDMessage)
 	}
 	if source == "" {
 		return nil, fmt.Errorf("%s event: source is empty", typ)
 	}
+	var body []byte
+	ok := false
+	if !enc.sdkOnly {
+		body, ok = appendEvent(nil, typ, source, id, t, ceSubject, ext, data)
+	}
+	if !ok {
+		var err error
+		if body, err = sdkEvent(typ, source, id, t, ceSubject, ext, data); err != nil {
+			return nil, err
+		}
+	}
+	return &nats.Msg{
+		Subject: subject(env),
+		Header: nats.Header{
+			HeaderContentType: []string{ContentTypeStructured},
+			HeaderMsgID:       []string{id},
+		},
+		Data: body,
+	}, nil
+}
+
+// sdkEvent writes a structured-mode CloudEvent with sdk-go: the reference
+// appendEvent is held to, and the writer of the events it leaves alone.
+func sdkEvent(typ, source, id string, t time.Time, ceSubject string, ext extensions, data any) ([]byte, error) {
 	e := event.New(event.CloudEventsVersionV1)
 	e.SetID(id)
 	e.SetSource(source)
@@ -260,16 +285,8 @@ func (enc encoder) build(subject func(string) string, env, typ, source, id strin
 	if ceSubject != "" {
 		e.SetSubject(ceSubject)
 	}
-	if ec, ok := e.Context.(*event.EventContextV1); ok && len(ext) > 0 {
-		// The names are this package's constants and the values strings,
-		// which SetExtension would check again, by reflection, on the
-		// bridge's hot path.
-		ec.Extensions = make(map[string]any, len(ext))
-		for name, v := range ext {
-			ec.Extensions[name] = v
-		}
-	} else {
-		for name, v := range ext {
+	for name, v := range map[string]string{ExtEnvironment: ext.environment, ExtRequestID: ext.requestID, ExtTraceParent: ext.traceParent} {
+		if v != "" {
 			e.SetExtension(name, v)
 		}
 	}
@@ -283,12 +300,5 @@ func (enc encoder) build(subject func(string) string, env, typ, source, id strin
 	if err != nil {
 		return nil, fmt.Errorf("%s event: %w", typ, err)
 	}
-	return &nats.Msg{
-		Subject: subject(env),
-		Header: nats.Header{
-			HeaderContentType: []string{ContentTypeStructured},
-			HeaderMsgID:       []string{id},
-		},
-		Data: body,
-	}, nil
+	return body, nil
 }

@@ -198,10 +198,7 @@ func (enc encoder) deployProgress(source string, req Envelope, streamSeq uint64,
 	if data.Final {
 		id = FinalProgressID(req.ID, streamSeq)
 	}
-	ext := map[string]string{ExtEnvironment: req.Environment, ExtRequestID: req.ID}
-	if req.TraceParent != "" {
-		ext[ExtTraceParent] = req.TraceParent
-	}
+	ext := extensions{environment: req.Environment, requestID: req.ID, traceParent: req.TraceParent}
 	return enc.build(DeployProgressSubject, req.Environment, TypeDeployProgress, source, id, enc.now(), data.App, ext, data)
 }
 
