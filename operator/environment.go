@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"sigs.k8s.io/yaml"
 )
@@ -124,25 +125,69 @@ func LoadEnvironmentsFile(path string) ([]Environment, error) {
 // or an object {"environments": [...]}. source names the data in errors. The
 // error reports every bad record (an errors.Join of *EnvironmentError), each
 // naming the source, the record and the field: duplicate IDs, bad ID
-// characters, unknown types, bad operator URLs, unknown fields.
+// characters, unknown types, bad operator URLs, unknown fields. A document
+// that is neither YAML nor JSON is named with the line and column where it
+// stops making sense.
+//
+// A document that starts with "[" or "{" is read as JSON directly (the YAML
+// parser would take tens of times longer over a large file); when it is not
+// valid JSON, it is read as YAML, whose flow style starts the same way.
 func ParseEnvironments(data []byte, source string) ([]Environment, error) {
+	var notJSON *json.SyntaxError
+	if looksLikeJSON(data) {
+		envs, err := parseEnvironmentsJSON(data, source)
+		if !errors.As(err, &notJSON) {
+			return envs, err
+		}
+		// Perhaps YAML's flow style: [{id: env-1, type: k8s}].
+	}
 	js, err := yaml.YAMLToJSON(data)
 	if err != nil {
+		if notJSON != nil {
+			line, col := position(data, notJSON.Offset-1) // the last byte read
+			return nil, fmt.Errorf("%s: neither YAML nor JSON: line %d, column %d: %w", source, line, col, notJSON)
+		}
 		return nil, fmt.Errorf("%s: neither YAML nor JSON: %w", source, err)
 	}
-	js = bytes.TrimSpace(js)
-	if len(js) == 0 || string(js) == "null" {
+	envs, err := parseEnvironmentsJSON(js, source)
+	if errors.As(err, new(*json.SyntaxError)) { // not expected of YAMLToJSON's output
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	return envs, err
+}
+
+// looksLikeJSON reports whether data's first byte after white space opens a
+// JSON array or object.
+func looksLikeJSON(data []byte) bool {
+	data = bytes.TrimLeft(data, " \t\r\n")
+	return len(data) > 0 && (data[0] == '[' || data[0] == '{')
+}
+
+// position is the line and column (1-based; the column in bytes) of
+// data[offset].
+func position(data []byte, offset int64) (line, col int) {
+	before := data[:min(max(offset, 0), int64(len(data)))]
+	return bytes.Count(before, []byte{'\n'}) + 1, len(before) - bytes.LastIndexByte(before, '\n')
+}
+
+// parseEnvironmentsJSON is ParseEnvironments of a JSON document; a document
+// that is not valid JSON gives its *json.SyntaxError as it is.
+func parseEnvironmentsJSON(js []byte, source string) ([]Environment, error) {
+	// js itself is decoded, so that a syntax error's offset is in js.
+	trimmed := bytes.TrimSpace(js)
+	if len(trimmed) == 0 || string(trimmed) == "null" {
 		return []Environment{}, nil
 	}
-	var list []json.RawMessage
-	switch js[0] {
+	list := js
+	switch trimmed[0] {
 	case '[':
-		if err := json.Unmarshal(js, &list); err != nil {
-			return nil, fmt.Errorf("%s: %w", source, err)
-		}
 	case '{':
 		var obj map[string]json.RawMessage
 		if err := json.Unmarshal(js, &obj); err != nil {
+			var syntax *json.SyntaxError
+			if errors.As(err, &syntax) {
+				return nil, err
+			}
 			return nil, fmt.Errorf("%s: %w", source, err)
 		}
 		for k := range obj {
@@ -154,20 +199,42 @@ func ParseEnvironments(data []byte, source string) ([]Environment, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s: no \"environments\" list", source)
 		}
-		if string(raw) != "null" {
-			if err := json.Unmarshal(raw, &list); err != nil {
-				return nil, fmt.Errorf("%s: \"environments\" is not a list", source)
-			}
+		if string(raw) == "null" {
+			return []Environment{}, nil
 		}
+		list = raw
 	default:
 		return nil, fmt.Errorf("%s: want a list of environments, or an object with an \"environments\" list", source)
 	}
 
-	envs := make([]Environment, 0, len(list))
+	// A list of objects, the usual case, is decoded in one pass; anything
+	// else record by record, so that each bad record is named.
+	var records []map[string]json.RawMessage
+	if err := json.Unmarshal(list, &records); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			return nil, err
+		}
+		var raws []json.RawMessage
+		if err := json.Unmarshal(list, &raws); err != nil {
+			if trimmed[0] == '{' {
+				return nil, fmt.Errorf("%s: \"environments\" is not a list", source)
+			}
+			return nil, fmt.Errorf("%s: %w", source, err)
+		}
+		records = make([]map[string]json.RawMessage, len(raws))
+		for i, raw := range raws {
+			if json.Unmarshal(raw, &records[i]) != nil {
+				records[i] = nil // reported as not an object
+			}
+		}
+	}
+
+	envs := make([]Environment, 0, len(records))
 	var errs []*EnvironmentError
-	seen := make(map[string]int, len(list))
-	for i, raw := range list {
-		env, eerrs := decodeEnvironment(raw, source, i)
+	seen := make(map[string]int, len(records))
+	for i, fields := range records {
+		env, eerrs := decodeFields(fields, source, i)
 		if len(eerrs) > 0 {
 			errs = append(errs, eerrs...)
 			continue
@@ -200,7 +267,16 @@ func joinEnvErrors(errs []*EnvironmentError) error {
 // decodeEnvironment decodes and validates one record, reporting every bad field.
 func decodeEnvironment(data []byte, source string, index int) (Environment, []*EnvironmentError) {
 	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
+	if err := json.Unmarshal(data, &fields); err != nil {
+		fields = nil
+	}
+	return decodeFields(fields, source, index)
+}
+
+// decodeFields validates one record's fields (nil: the record is not an
+// object), reporting every bad field.
+func decodeFields(fields map[string]json.RawMessage, source string, index int) (Environment, []*EnvironmentError) {
+	if fields == nil {
 		return Environment{}, []*EnvironmentError{{Source: source, Index: index, Message: "not a JSON object"}}
 	}
 	var env Environment
@@ -213,12 +289,11 @@ func decodeEnvironment(data []byte, source string, index int) (Environment, []*E
 		if !ok || string(raw) == "null" {
 			return "", false
 		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		s, ok := jsonString(raw)
+		if !ok {
 			bad(field, "must be a string, not %s", snippet(raw))
-			return "", false
 		}
-		return s, true
+		return s, ok
 	}
 
 	id, idOK := str("id")
@@ -250,11 +325,13 @@ func decodeEnvironment(data []byte, source string, index int) (Environment, []*E
 		env.OperatorURL = strings.TrimSpace(u)
 	}
 	if raw, ok := fields["active"]; ok && string(raw) != "null" {
-		var active bool
-		if err := json.Unmarshal(raw, &active); err != nil {
+		switch string(raw) {
+		case "true":
+		case "false":
+			env.Inactive = true
+		default:
 			bad("active", "must be true or false, not %s", snippet(raw))
 		}
-		env.Inactive = !active
 	}
 	var unknown []string
 	for k := range fields {
@@ -276,4 +353,20 @@ func decodeEnvironment(data []byte, source string, index int) (Environment, []*E
 		e.ID = label
 	}
 	return env, errs
+}
+
+// jsonString decodes raw, a valid JSON value, as a string; false when it is
+// not one. A string without escapes, the usual case, is taken as it is.
+func jsonString(raw json.RawMessage) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	if body := raw[1 : len(raw)-1]; bytes.IndexByte(body, '\\') < 0 && utf8.Valid(body) {
+		return string(body), true
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
 }
