@@ -1,6 +1,7 @@
 package operator_test
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 
@@ -90,5 +91,78 @@ func BenchmarkManagerLookup(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// environmentsDoc is an environments file of n Kubernetes environments on
+// 10 operator endpoints, as JSON or YAML.
+func environmentsDoc(n int, yaml bool) []byte {
+	var b bytes.Buffer
+	if !yaml {
+		b.WriteString("[\n")
+	}
+	for i := range n {
+		if yaml {
+			fmt.Fprintf(&b, "- id: env-%06d\n  name: env %d\n  type: kubernetes\n  operator_url: http://op-%d.example:8081\n", i, i, i%10)
+			continue
+		}
+		if i > 0 {
+			b.WriteString(",\n")
+		}
+		fmt.Fprintf(&b, `  {"id": "env-%06d", "name": "env %d", "type": "kubernetes", "operator_url": "http://op-%d.example:8081"}`, i, i, i%10)
+	}
+	if !yaml {
+		b.WriteString("\n]\n")
+	}
+	return b.Bytes()
+}
+
+// BenchmarkParseEnvironments is reading an environments file at start: JSON
+// of 1,000 and 100,000 environments, and YAML of 100,000.
+func BenchmarkParseEnvironments(b *testing.B) {
+	for _, c := range []struct {
+		n    int
+		yaml bool
+	}{{1_000, false}, {100_000, false}, {100_000, true}} {
+		format := "json"
+		if c.yaml {
+			format = "yaml"
+		}
+		data := environmentsDoc(c.n, c.yaml)
+		b.Run(fmt.Sprintf("%s/%d", format, c.n), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				envs, err := operator.ParseEnvironments(data, "envs")
+				if err != nil || len(envs) != c.n {
+					b.Fatalf("%d environments, %v", len(envs), err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFactoryBuild is making the operators and the manager of 1,000
+// and 100,000 environments on 10 endpoints (each start, and each change of
+// the environments bucket).
+func BenchmarkFactoryBuild(b *testing.B) {
+	for _, n := range []int{1_000, 100_000} {
+		envs, err := operator.ParseEnvironments(environmentsDoc(n, false), "envs")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			f, err := operator.NewFactory(operator.DefaultSettings())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				m, err := f.Build(envs)
+				if err != nil || m.Len() != n {
+					b.Fatalf("%d environments, %v", m.Len(), err)
+				}
+			}
+		})
 	}
 }

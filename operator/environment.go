@@ -233,8 +233,9 @@ func parseEnvironmentsJSON(js []byte, source string) ([]Environment, error) {
 	envs := make([]Environment, 0, len(records))
 	var errs []*EnvironmentError
 	seen := make(map[string]int, len(records))
+	urls := urlChecks{}
 	for i, fields := range records {
-		env, eerrs := decodeFields(fields, source, i)
+		env, eerrs := decodeFields(fields, source, i, urls)
 		if len(eerrs) > 0 {
 			errs = append(errs, eerrs...)
 			continue
@@ -270,12 +271,13 @@ func decodeEnvironment(data []byte, source string, index int) (Environment, []*E
 	if err := json.Unmarshal(data, &fields); err != nil {
 		fields = nil
 	}
-	return decodeFields(fields, source, index)
+	return decodeFields(fields, source, index, nil)
 }
 
 // decodeFields validates one record's fields (nil: the record is not an
-// object), reporting every bad field.
-func decodeFields(fields map[string]json.RawMessage, source string, index int) (Environment, []*EnvironmentError) {
+// object), reporting every bad field. urls, when not nil, keeps the checks
+// of operator URLs across records.
+func decodeFields(fields map[string]json.RawMessage, source string, index int, urls urlChecks) (Environment, []*EnvironmentError) {
 	if fields == nil {
 		return Environment{}, []*EnvironmentError{{Source: source, Index: index, Message: "not a JSON object"}}
 	}
@@ -319,7 +321,7 @@ func decodeFields(fields map[string]json.RawMessage, source string, index int) (
 		bad("type", "required")
 	}
 	if u, ok := str("operator_url"); ok && strings.TrimSpace(u) != "" {
-		if _, err := parseOperatorURL(u); err != nil {
+		if err := urls.check(u); err != nil {
 			bad("operator_url", "%v", err)
 		}
 		env.OperatorURL = strings.TrimSpace(u)
@@ -353,6 +355,22 @@ func decodeFields(fields map[string]json.RawMessage, source string, index int) (
 		e.ID = label
 	}
 	return env, errs
+}
+
+// urlChecks remembers the check of each operator URL: the many
+// environments of a file share a few operators.
+type urlChecks map[string]error
+
+// check checks raw as parseOperatorURL does; c may be nil.
+func (c urlChecks) check(raw string) error {
+	if err, ok := c[raw]; ok {
+		return err
+	}
+	_, err := parseOperatorURL(raw)
+	if c != nil {
+		c[raw] = err
+	}
+	return err
 }
 
 // jsonString decodes raw, a valid JSON value, as a string; false when it is

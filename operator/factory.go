@@ -21,12 +21,20 @@ type Factory struct {
 
 	mu      sync.Mutex
 	clients map[clientKey]*Client
+	// written maps a kind and a URL as written to its client and normalized
+	// URL: thousands of environments on one operator parse its URL once.
+	written map[clientKey]sharedClient
 	mocks   map[string]*MockClient
 }
 
 type clientKey struct {
 	kind Kind
 	url  string // normalized, with credentials: different credentials, different client
+}
+
+type sharedClient struct {
+	c   *Client
+	url string // normalized
 }
 
 // FactoryOption configures a Factory.
@@ -42,7 +50,8 @@ func NewFactory(s Settings, opts ...FactoryOption) (*Factory, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	f := &Factory{settings: s, clients: make(map[clientKey]*Client), mocks: make(map[string]*MockClient)}
+	f := &Factory{settings: s, clients: make(map[clientKey]*Client), written: make(map[clientKey]sharedClient),
+		mocks: make(map[string]*MockClient)}
 	if s.TLSCA != "" {
 		pool, err := LoadCAFile(s.TLSCA)
 		if err != nil {
@@ -172,25 +181,29 @@ func (f *Factory) operatorURL(kind Kind, raw string) string {
 // and the effective URL.
 func (f *Factory) client(kind Kind, raw string) (*Client, string, error) {
 	raw = f.operatorURL(kind, raw)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s, ok := f.written[clientKey{kind: kind, url: raw}]; ok {
+		return s.c, s.url, nil
+	}
 	u, err := parseOperatorURL(raw)
 	if err != nil {
 		return nil, "", err
 	}
 	key := clientKey{kind: kind, url: u.String()}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if c, ok := f.clients[key]; ok {
-		return c, key.url, nil
+	c, ok := f.clients[key]
+	if !ok {
+		c, err = NewClient(kind, key.url, ClientOptions{
+			Timeout:  f.settings.Timeout,
+			Token:    f.settings.Token,
+			RootCAs:  f.roots,
+			Observer: f.observer,
+		})
+		if err != nil {
+			return nil, "", err
+		}
+		f.clients[key] = c
 	}
-	c, err := NewClient(kind, key.url, ClientOptions{
-		Timeout:  f.settings.Timeout,
-		Token:    f.settings.Token,
-		RootCAs:  f.roots,
-		Observer: f.observer,
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	f.clients[key] = c
+	f.written[clientKey{kind: kind, url: raw}] = sharedClient{c: c, url: key.url}
 	return c, key.url, nil
 }
