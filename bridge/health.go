@@ -278,19 +278,18 @@ func (b *Bridge) recordHealth(health events.Health) bool {
 // operators and endpoints that no active environment uses any more. An
 // environment that comes back starts afresh: its first event says changed.
 func (b *Bridge) forgetGone() {
-	envs := map[string]bool{}
 	ops := map[operator.Operator]bool{}
 	endpoints := map[string]bool{}
 	for _, e := range b.manager.Entries() {
 		if !e.Environment.Inactive {
-			envs[e.Environment.ID], ops[e.Operator], endpoints[e.Endpoint] = true, true, true
+			ops[e.Operator], endpoints[e.Endpoint] = true, true
 		}
 	}
 	h := b.health
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for id := range h.env {
-		if !envs[id] {
+		if _, err := b.manager.Lookup(id); err != nil { // gone or inactive
 			delete(h.env, id)
 		}
 	}

@@ -250,15 +250,19 @@ type OperatorGroup struct {
 // GroupByOperator groups the active entries by the operator they share,
 // sorted by endpoint, then by the first environment's ID.
 func GroupByOperator(entries []Entry) []OperatorGroup {
-	idx := map[string]int{}
+	type groupKey struct {
+		kind          Kind
+		endpoint, env string
+	}
+	idx := map[groupKey]int{}
 	var groups []OperatorGroup
 	for _, e := range entries {
 		if e.Environment.Inactive {
 			continue
 		}
-		key := string(e.Operator.Kind()) + " " + e.Endpoint
+		key := groupKey{kind: e.Operator.Kind(), endpoint: e.Endpoint}
 		if e.Endpoint == "" || e.Endpoint == MockEndpoint {
-			key = "env " + e.Environment.ID // each mock is its own operator
+			key = groupKey{env: e.Environment.ID} // each mock is its own operator
 		}
 		i, ok := idx[key]
 		if !ok {
