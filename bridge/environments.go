@@ -135,7 +135,7 @@ func (b *Bridge) rebuild() error {
 	if err != nil {
 		b.log.Error("environments left out", "err", err)
 	}
-	b.manager.Replace(built.Entries())
+	b.manager.Take(built)
 	b.metrics.environments.Set(float64(b.manager.Len()))
 	b.forgetGone()
 	select {

@@ -129,7 +129,7 @@ func (b *Bridge) waitUntil(ctx context.Context, t time.Time, onKick func()) bool
 // health event yet.
 func (b *Bridge) checkNew(ctx context.Context, wg *sync.WaitGroup) {
 	var fresh []operator.Entry
-	for _, e := range b.manager.Entries() {
+	for e := range b.manager.All() {
 		if !e.Environment.Inactive && b.health.last(e.Environment.ID) == nil {
 			fresh = append(fresh, e)
 		}
@@ -235,7 +235,7 @@ func (b *Bridge) noteCheck(g operator.OperatorGroup, err error) ([]operator.Entr
 	h := b.health
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var entries []operator.Entry
+	entries := make([]operator.Entry, 0, len(g.Entries))
 	for _, e := range g.Entries {
 		if b.current(e) {
 			entries = append(entries, e)
@@ -280,7 +280,7 @@ func (b *Bridge) recordHealth(health events.Health) bool {
 func (b *Bridge) forgetGone() {
 	ops := map[operator.Operator]bool{}
 	endpoints := map[string]bool{}
-	for _, e := range b.manager.Entries() {
+	for e := range b.manager.All() {
 		if !e.Environment.Inactive {
 			ops[e.Operator], endpoints[e.Endpoint] = true, true
 		}

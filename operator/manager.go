@@ -3,6 +3,7 @@ package operator
 import (
 	"context"
 	"fmt"
+	"iter"
 	"slices"
 	"sort"
 	"strings"
@@ -124,6 +125,15 @@ func (m *Manager) Replace(entries []Entry) {
 	m.snap.Store(newTable(sorted))
 }
 
+// Take makes from's set m's whole set, atomically, as Replace(from.Entries())
+// would, without copying it (a Manager's snapshot never changes once made).
+func (m *Manager) Take(from *Manager) {
+	t := from.snap.Load()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.snap.Store(t)
+}
+
 // endpointOf is op's Endpoint when it has one, else env's URL without
 // credentials.
 func endpointOf(env Environment, op Operator) string {
@@ -154,6 +164,19 @@ func (m *Manager) Lookup(envID string) (Entry, error) {
 func (m *Manager) Entries() []Entry {
 	cur := m.snap.Load().entries()
 	return append(make([]Entry, 0, len(cur)), cur...)
+}
+
+// All yields every entry, sorted by environment ID, as the set was when All
+// was called, without copying them.
+func (m *Manager) All() iter.Seq[Entry] {
+	cur := m.snap.Load().entries()
+	return func(yield func(Entry) bool) {
+		for _, e := range cur {
+			if !yield(e) {
+				return
+			}
+		}
+	}
 }
 
 // Len returns the number of environments.

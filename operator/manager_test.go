@@ -156,6 +156,51 @@ func TestManagerReplace(t *testing.T) {
 	}
 }
 
+// Take makes another manager's set the whole set; All yields it sorted, as
+// it was when it started.
+func TestManagerTakeAndAll(t *testing.T) {
+	ids := func(m *operator.Manager) []string {
+		var out []string
+		for e := range m.All() {
+			out = append(out, e.Environment.ID)
+		}
+		return out
+	}
+	m, built := operator.NewManager(), operator.NewManager()
+	m.RegisterOperator(env("old", operator.Mock, true), operator.NewMockClient())
+	built.Replace([]operator.Entry{
+		{Environment: env("b", operator.Mock, true), Operator: operator.NewMockClient()},
+		{Environment: env("a", operator.Mock, false), Operator: operator.NewMockClient()},
+	})
+	all := m.All()
+	m.Take(built)
+	if diff := cmp.Diff([]string{"a", "b"}, ids(m)); diff != "" {
+		t.Errorf("after Take (-want +got):\n%s", diff)
+	}
+	if _, err := m.Lookup("old"); !errors.Is(err, operator.ErrUnknownEnvironment) {
+		t.Errorf("old survived Take: %v", err)
+	}
+	if _, err := m.Lookup("a"); !errors.Is(err, operator.ErrEnvironmentInactive) {
+		t.Errorf("Lookup(a) after Take: %v, want inactive", err)
+	}
+	var before []string
+	for e := range all {
+		before = append(before, e.Environment.ID)
+	}
+	if diff := cmp.Diff([]string{"old"}, before); diff != "" {
+		t.Errorf("All begun before Take (-want +got):\n%s", diff)
+	}
+	built.RegisterOperator(env("c", operator.Mock, true), operator.NewMockClient())
+	if diff := cmp.Diff([]string{"a", "b"}, ids(m)); diff != "" {
+		t.Errorf("a change to the other manager showed (-want +got):\n%s", diff)
+	}
+	var zero operator.Manager
+	m.Take(&zero)
+	if m.Len() != 0 || len(ids(m)) != 0 {
+		t.Errorf("after taking an empty manager: %v", ids(m))
+	}
+}
+
 func TestManagerZeroValue(t *testing.T) {
 	var m operator.Manager
 	if _, err := m.Lookup("x"); !errors.Is(err, operator.ErrUnknownEnvironment) || m.Len() != 0 || len(m.Entries()) != 0 {
