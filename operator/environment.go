@@ -6,9 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
+	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"sigs.k8s.io/yaml"
 )
@@ -173,69 +172,46 @@ func position(data []byte, offset int64) (line, col int) {
 // parseEnvironmentsJSON is ParseEnvironments of a JSON document; a document
 // that is not valid JSON gives its *json.SyntaxError as it is.
 func parseEnvironmentsJSON(js []byte, source string) ([]Environment, error) {
-	// js itself is decoded, so that a syntax error's offset is in js.
 	trimmed := bytes.TrimSpace(js)
 	if len(trimmed) == 0 || string(trimmed) == "null" {
 		return []Environment{}, nil
 	}
-	list := js
+	if !json.Valid(js) {
+		return nil, syntaxError(js) // its offset is in js
+	}
+	var list []byte
 	switch trimmed[0] {
 	case '[':
+		list = trimmed
 	case '{':
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(js, &obj); err != nil {
-			var syntax *json.SyntaxError
-			if errors.As(err, &syntax) {
-				return nil, err
+		top, _ := members(trimmed, 0, nil)
+		found := false
+		for _, m := range top {
+			if string(m.key) != "environments" {
+				return nil, fmt.Errorf("%s: unknown top-level field %q (want a list, or an object with an \"environments\" list)", source, m.key)
 			}
-			return nil, fmt.Errorf("%s: %w", source, err)
+			list, found = m.value, true
 		}
-		for k := range obj {
-			if k != "environments" {
-				return nil, fmt.Errorf("%s: unknown top-level field %q (want a list, or an object with an \"environments\" list)", source, k)
-			}
-		}
-		raw, ok := obj["environments"]
-		if !ok {
+		if !found {
 			return nil, fmt.Errorf("%s: no \"environments\" list", source)
 		}
-		if string(raw) == "null" {
+		if string(list) == "null" {
 			return []Environment{}, nil
 		}
-		list = raw
+		if list[0] != '[' {
+			return nil, fmt.Errorf("%s: \"environments\" is not a list", source)
+		}
 	default:
 		return nil, fmt.Errorf("%s: want a list of environments, or an object with an \"environments\" list", source)
 	}
-
-	// A list of objects, the usual case, is decoded in one pass; anything
-	// else record by record, so that each bad record is named.
-	var records []map[string]json.RawMessage
-	if err := json.Unmarshal(list, &records); err != nil {
-		var syntax *json.SyntaxError
-		if errors.As(err, &syntax) {
-			return nil, err
-		}
-		var raws []json.RawMessage
-		if err := json.Unmarshal(list, &raws); err != nil {
-			if trimmed[0] == '{' {
-				return nil, fmt.Errorf("%s: \"environments\" is not a list", source)
-			}
-			return nil, fmt.Errorf("%s: %w", source, err)
-		}
-		records = make([]map[string]json.RawMessage, len(raws))
-		for i, raw := range raws {
-			if json.Unmarshal(raw, &records[i]) != nil {
-				records[i] = nil // reported as not an object
-			}
-		}
-	}
+	records := records(list, 0)
 
 	envs := make([]Environment, 0, len(records))
 	var errs []*EnvironmentError
 	seen := make(map[string]int, len(records))
 	urls := urlChecks{}
-	for i, fields := range records {
-		env, eerrs := decodeFields(fields, source, i, urls)
+	for i, r := range records {
+		env, eerrs := decodeFields(r, source, i, urls)
 		if len(eerrs) > 0 {
 			errs = append(errs, eerrs...)
 			continue
@@ -267,18 +243,18 @@ func joinEnvErrors(errs []*EnvironmentError) error {
 
 // decodeEnvironment decodes and validates one record, reporting every bad field.
 func decodeEnvironment(data []byte, source string, index int) (Environment, []*EnvironmentError) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil {
-		fields = nil
+	var r jsonRecord
+	if i := skipSpace(data, 0); json.Valid(data) && data[i] == '{' {
+		r.object = true
+		r.members, _ = members(data, i, nil)
 	}
-	return decodeFields(fields, source, index, nil)
+	return decodeFields(r, source, index, nil)
 }
 
-// decodeFields validates one record's fields (nil: the record is not an
-// object), reporting every bad field. urls, when not nil, keeps the checks
-// of operator URLs across records.
-func decodeFields(fields map[string]json.RawMessage, source string, index int, urls urlChecks) (Environment, []*EnvironmentError) {
-	if fields == nil {
+// decodeFields validates one record, reporting every bad field. urls, when
+// not nil, keeps the checks of operator URLs across records.
+func decodeFields(r jsonRecord, source string, index int, urls urlChecks) (Environment, []*EnvironmentError) {
+	if !r.object {
 		return Environment{}, []*EnvironmentError{{Source: source, Index: index, Message: "not a JSON object"}}
 	}
 	var env Environment
@@ -287,7 +263,7 @@ func decodeFields(fields map[string]json.RawMessage, source string, index int, u
 		errs = append(errs, &EnvironmentError{Source: source, Index: index, Field: field, Message: fmt.Sprintf(format, args...)})
 	}
 	str := func(field string) (string, bool) {
-		raw, ok := fields[field]
+		raw, ok := r.get(field)
 		if !ok || string(raw) == "null" {
 			return "", false
 		}
@@ -300,7 +276,7 @@ func decodeFields(fields map[string]json.RawMessage, source string, index int, u
 
 	id, idOK := str("id")
 	if !idOK {
-		if _, present := fields["id"]; !present || string(fields["id"]) == "null" {
+		if raw, present := r.get("id"); !present || string(raw) == "null" {
 			bad("id", "required")
 		}
 	} else if !validEnvironmentID(id) {
@@ -317,7 +293,7 @@ func decodeFields(fields map[string]json.RawMessage, source string, index int, u
 			bad("type", "%v", err)
 		}
 		env.Type = k
-	} else if raw, present := fields["type"]; !present || string(raw) == "null" {
+	} else if raw, present := r.get("type"); !present || string(raw) == "null" {
 		bad("type", "required")
 	}
 	if u, ok := str("operator_url"); ok && strings.TrimSpace(u) != "" {
@@ -326,7 +302,7 @@ func decodeFields(fields map[string]json.RawMessage, source string, index int, u
 		}
 		env.OperatorURL = strings.TrimSpace(u)
 	}
-	if raw, ok := fields["active"]; ok && string(raw) != "null" {
+	if raw, ok := r.get("active"); ok && string(raw) != "null" {
 		switch string(raw) {
 		case "true":
 		case "false":
@@ -336,15 +312,15 @@ func decodeFields(fields map[string]json.RawMessage, source string, index int, u
 		}
 	}
 	var unknown []string
-	for k := range fields {
-		switch k {
+	for _, m := range r.members {
+		switch string(m.key) {
 		case "id", "name", "type", "operator_url", "active":
 		default:
-			unknown = append(unknown, k)
+			unknown = append(unknown, string(m.key))
 		}
 	}
-	sort.Strings(unknown)
-	for _, k := range unknown {
+	slices.Sort(unknown)
+	for _, k := range slices.Compact(unknown) {
 		bad(k, "unknown field")
 	}
 	label := id
@@ -371,20 +347,4 @@ func (c urlChecks) check(raw string) error {
 		c[raw] = err
 	}
 	return err
-}
-
-// jsonString decodes raw, a valid JSON value, as a string; false when it is
-// not one. A string without escapes, the usual case, is taken as it is.
-func jsonString(raw json.RawMessage) (string, bool) {
-	if len(raw) < 2 || raw[0] != '"' {
-		return "", false
-	}
-	if body := raw[1 : len(raw)-1]; bytes.IndexByte(body, '\\') < 0 && utf8.Valid(body) {
-		return string(body), true
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", false
-	}
-	return s, true
 }
