@@ -246,7 +246,7 @@ func decodeEnvironment(data []byte, source string, index int) (Environment, []*E
 	var r jsonRecord
 	if i := skipSpace(data, 0); json.Valid(data) && data[i] == '{' {
 		r.object = true
-		r.members, _ = members(data, i, nil)
+		r.members, _ = members(data, i, make([]jsonMember, 0, 8))
 	}
 	return decodeFields(r, source, index, nil)
 }
