@@ -69,12 +69,25 @@ func (h *healthBoard) last(env string) *events.Health {
 // healthLoop checks every distinct operator (operator.GroupByOperator: one
 // per endpoint, each mock its own) once per HealthInterval, and publishes
 // operator.health for each active environment after its operator's check.
-// The first round checks every endpoint at once, so that health is known
-// within one check's time of the start; later rounds spread the checks over
+// The first round checks every endpoint at once as soon as the bridge is
+// ready, so that health is known within one check's time of the start (and
+// thousands of events do not hold up the start); later rounds spread the checks over
 // the interval instead of firing them in a burst. A change of the
 // environment set starts a check at once for environments not reported yet.
 func (b *Bridge) healthLoop(ctx context.Context) {
 	interval := b.cfg.HealthInterval
+	// The first round waits for the bridge to be ready (for healthStartWait
+	// at most): the events of thousands of environments must not hold up
+	// the consumers' start on the same connection.
+	start := time.NewTimer(healthStartWait)
+	select {
+	case <-b.firstReady:
+	case <-start.C:
+	case <-ctx.Done():
+		start.Stop()
+		return
+	}
+	start.Stop()
 	// The first round covers the environments loaded at start.
 	select {
 	case <-b.envs.changed:
@@ -163,14 +176,38 @@ func (b *Bridge) checkGroup(ctx context.Context, g operator.OperatorGroup) {
 	now := time.Now().UTC()
 	circuit := b.circuits.State(g.Endpoint).String()
 	// One check may stand for thousands of environments: their events go
-	// out together and are confirmed together. An event's health counts as
-	// known only once it is stored: one that is not is published again at
-	// the next check, and still says changed.
+	// out a window at a time and are confirmed in order, so that they never
+	// stall the connection's asynchronous publishing. An event's health
+	// counts as known only once it is stored: one that is not is published
+	// again at the next check, and still says changed.
 	type sent struct {
 		h events.Health
 		f jetstream.PubAckFuture
 	}
-	pending := make([]sent, 0, len(entries))
+	wait := min(b.cfg.HealthInterval, healthStoreWait)
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	handled := 0 // events stored or given up
+	confirm := func(p sent) bool {
+		select {
+		case <-p.f.Ok():
+			if b.recordHealth(p.h) {
+				b.log.Info("operator health changed", "environment", p.h.Environment, "endpoint", p.h.Endpoint,
+					"healthy", p.h.Healthy, "error", p.h.Error)
+			}
+		case perr := <-p.f.Err():
+			b.log.Warn("health not stored", "environment", p.h.Environment, "err", perr)
+		case <-deadline.C:
+			b.log.Warn("health not stored: no acknowledgement", "endpoint", g.Endpoint,
+				"environments", len(entries)-handled, "waited", wait)
+			return false
+		case <-ctx.Done():
+			return false
+		}
+		handled++
+		return true
+	}
+	pending := make([]sent, 0, min(len(entries), healthWindow))
 	for _, e := range entries {
 		h := events.Health{
 			Environment: e.Environment.ID, Operator: string(e.Operator.Kind()), Endpoint: e.Endpoint,
@@ -184,36 +221,38 @@ func (b *Bridge) checkGroup(ctx context.Context, g operator.OperatorGroup) {
 		msg, merr := events.NewHealth(b.source, h)
 		if merr != nil {
 			b.log.Error("encode health", "environment", h.Environment, "err", merr)
+			handled++
 			continue
+		}
+		if len(pending) == healthWindow {
+			if !confirm(pending[0]) {
+				return
+			}
+			pending = pending[1:] // append moves the window when it reaches its array's end
 		}
 		f, perr := b.js.PublishMsgAsync(msg)
 		if perr != nil {
 			b.log.Warn("health not stored", "environment", h.Environment, "err", perr)
+			handled++
 			continue
 		}
 		pending = append(pending, sent{h, f})
 	}
-	wait := min(b.cfg.HealthInterval, healthStoreWait)
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
-	for i, p := range pending {
-		select {
-		case <-p.f.Ok():
-			if b.recordHealth(p.h) {
-				b.log.Info("operator health changed", "environment", p.h.Environment, "endpoint", p.h.Endpoint,
-					"healthy", p.h.Healthy, "error", p.h.Error)
-			}
-		case perr := <-p.f.Err():
-			b.log.Warn("health not stored", "environment", p.h.Environment, "err", perr)
-		case <-deadline.C:
-			b.log.Warn("health not stored: no acknowledgement", "endpoint", g.Endpoint,
-				"environments", len(pending)-i, "waited", wait)
-			return
-		case <-ctx.Done():
+	for _, p := range pending {
+		if !confirm(p) {
 			return
 		}
 	}
 }
+
+// healthStartWait bounds how long the first health round waits for the
+// bridge to be ready.
+const healthStartWait = 5 * time.Second
+
+// healthWindow bounds a check's health events published and not yet
+// confirmed: well below the JetStream client's bound on asynchronous
+// publishes (4,000), which would otherwise fail the publishes beyond it.
+const healthWindow = 1000
 
 // healthStoreWait bounds the wait for a check's events to be stored (or the
 // health interval, when shorter); what is not confirmed by then is sent

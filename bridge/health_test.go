@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -272,6 +273,40 @@ func TestFileEnvironmentsGiven(t *testing.T) {
 	}
 	if res := w.result(w.deploy("env-pm", events.DeployRequest{App: "a", Version: "v1"})); res.Outcome != events.Succeeded {
 		t.Fatalf("env-pm: %+v", res)
+	}
+}
+
+// One check that stands for more environments than the client publishes
+// at once stores the health of every one of them, once.
+func TestHealthOfManyEnvironmentsOnOneEndpoint(t *testing.T) {
+	w := newWorld(t)
+	const n = 3000
+	var list []string
+	for i := range n {
+		list = append(list, fmt.Sprintf(`{"id":"many-%04d","type":"k8s","operator_url":%q}`, i, w.k8s.URL))
+	}
+	file := filepath.Join(w.dir, "many.json")
+	if err := os.WriteFile(file, []byte("["+strings.Join(list, ",")+"]"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.startBridge(func(o *bridgeOpts) { o.cfg.EnvironmentsFile = file })
+	stream, err := w.js.Stream(t.Context(), events.StreamHealth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counts map[string]uint64
+	w.eventually(30*time.Second, "every environment's health stored", func() bool {
+		info, err := stream.Info(t.Context(), jetstream.WithSubjectFilter(events.HealthSubject(">")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts = info.State.Subjects
+		return len(counts) == n
+	})
+	for i := range n {
+		if c := counts[events.HealthSubject(fmt.Sprintf("many-%04d", i))]; c != 1 {
+			t.Fatalf("many-%04d: %d health events stored, want 1", i, c)
+		}
 	}
 }
 
