@@ -31,10 +31,15 @@ func newEnvSources() *envSources {
 	}
 }
 
-// setFile makes envs, with unique IDs, the file's environments.
+// setFile makes envs, with unique IDs, the file's environments; they are
+// not changed.
 func (s *envSources) setFile(envs []operator.Environment) {
-	file := slices.Clone(envs)
-	slices.SortFunc(file, func(a, b operator.Environment) int { return strings.Compare(a.ID, b.ID) })
+	byID := func(a, b operator.Environment) int { return strings.Compare(a.ID, b.ID) }
+	file := envs
+	if !slices.IsSortedFunc(file, byID) {
+		file = slices.Clone(envs)
+		slices.SortFunc(file, byID)
+	}
 	s.mu.Lock()
 	s.file = file
 	s.mu.Unlock()

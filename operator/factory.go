@@ -135,7 +135,7 @@ func (f *Factory) Build(envs []Environment) (*Manager, error) {
 		entries = append(entries, e)
 	}
 	m := NewManager()
-	m.Replace(entries)
+	m.replaceWith(entries)
 	return m, errors.Join(errs...)
 }
 

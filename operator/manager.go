@@ -98,8 +98,12 @@ func (m *Manager) RegisterOperator(env Environment, op Operator) {
 // ID, the later entry wins. An entry without an Endpoint gets one as in
 // RegisterOperator.
 func (m *Manager) Replace(entries []Entry) {
-	sorted := make([]Entry, len(entries))
-	copy(sorted, entries)
+	m.replaceWith(slices.Clone(entries))
+}
+
+// replaceWith is Replace of entries that m may keep and change.
+func (m *Manager) replaceWith(entries []Entry) {
+	sorted := entries
 	for i, e := range sorted {
 		if e.Endpoint == "" {
 			sorted[i].Endpoint = endpointOf(e.Environment, e.Operator)
