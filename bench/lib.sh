@@ -23,8 +23,11 @@ wait_port() { # host:port
   return 1
 }
 
-envs_file() { # count operator-port file: bench-000… as Kubernetes environments on one operator
+# envs_file count operator-port file: bench-000… as Kubernetes environments,
+# each with an operator of its own on one `fake-operator --per-path`
+# (http://127.0.0.1:PORT/bench-000, …), as clusters have.
+envs_file() {
   printf '[%s]\n' "$(for i in $(seq 0 $(($1 - 1))); do
-    printf '%s{"id":"bench-%03d","type":"kubernetes","operator_url":"http://127.0.0.1:%s"}' "$([ "$i" -gt 0 ] && echo ,)" "$i" "$2"
+    printf '%s{"id":"bench-%03d","type":"kubernetes","operator_url":"http://127.0.0.1:%s/bench-%03d"}' "$([ "$i" -gt 0 ] && echo ,)" "$i" "$2" "$i"
   done)" >"$3"
 }

@@ -48,7 +48,7 @@ printf '{"Replace":{"%s":"%s"}}' "$PWD/cmd/operator-bridge/zz_profile_rates.go" 
 go build -overlay "$work/overlay.json" -o "$work/operator-bridge" ./cmd/operator-bridge
 
 nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$work/js" --profile "$NATS_PROF" >"$work/nats.log" 2>&1 & pids+=($!)
-./bin/operator-bridge fake-operator --kind kubernetes --listen "127.0.0.1:$OP_PORT" >/dev/null 2>&1 & pids+=($!)
+./bin/operator-bridge fake-operator --kind kubernetes --per-path --listen "127.0.0.1:$OP_PORT" >/dev/null 2>&1 & pids+=($!)
 wait_port "127.0.0.1:$NATS_PORT"; wait_port "127.0.0.1:$OP_PORT"
 envs_file 4 "$OP_PORT" "$work/envs.json"
 OPERATOR_BRIDGE_NATS_URL="nats://127.0.0.1:$NATS_PORT" OPERATOR_BRIDGE_ENVIRONMENTS_FILE="$work/envs.json" \

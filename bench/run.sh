@@ -63,7 +63,7 @@ start_side() {
   local nport=$((PORT_BASE + i)) oport=$((PORT_BASE + 10 + i))
   nats-server -a 127.0.0.1 -p "$nport" -js -sd "$work/js-$name" >"$work/nats-$name.log" 2>&1 &
   pids+=($!); eval "nats_$name=$!"
-  ./bin/operator-bridge fake-operator --kind kubernetes --listen "127.0.0.1:$oport" >"$work/op-$name.log" 2>&1 &
+  ./bin/operator-bridge fake-operator --kind kubernetes --per-path --listen "127.0.0.1:$oport" >"$work/op-$name.log" 2>&1 &
   pids+=($!)
   wait_port "127.0.0.1:$nport"; wait_port "127.0.0.1:$oport"
   eval "url_$name=nats://127.0.0.1:$nport op_$name=http://127.0.0.1:$oport"
@@ -108,7 +108,7 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 
 start_side baseline 0
 start_side bridge 1
-GOGC=$SERVE_GOGC GOMEMLIMIT=$SERVE_GOMEMLIMIT ./bin/baseline --nats "$url_baseline" --operator "$op_baseline" >"$work/baseline.log" 2>&1 &
+GOGC=$SERVE_GOGC GOMEMLIMIT=$SERVE_GOMEMLIMIT ./bin/baseline --nats "$url_baseline" --operator "$op_baseline/{env}" >"$work/baseline.log" 2>&1 &
 baseline=$!; pids+=($baseline)
 
 envs_file "$ENVS" "${op_bridge##*:}" "$work/envs.json"

@@ -19,7 +19,7 @@ NATS_PORT=$PORT_BASE OP_PORT=$((PORT_BASE + 1)) OPS_ADDR=127.0.0.1:$((PORT_BASE 
 source bench/lib.sh
 
 nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$work/js" >"$work/nats.log" 2>&1 & pids+=($!)
-./bin/operator-bridge fake-operator --kind kubernetes --listen "127.0.0.1:$OP_PORT" >/dev/null 2>&1 & pids+=($!)
+./bin/operator-bridge fake-operator --kind kubernetes --per-path --listen "127.0.0.1:$OP_PORT" >/dev/null 2>&1 & pids+=($!)
 wait_port "127.0.0.1:$NATS_PORT"; wait_port "127.0.0.1:$OP_PORT"
 envs_file 4 "$OP_PORT" "$work/envs.json"
 OPERATOR_BRIDGE_NATS_URL="nats://127.0.0.1:$NATS_PORT" OPERATOR_BRIDGE_ENVIRONMENTS_FILE="$work/envs.json" \

@@ -29,7 +29,7 @@ import (
 // bridge with the mock operator and with an HTTP operator (operatortest),
 // beside a bare consume → call → publish loop measured the same way, so the
 // bridge's cost reads as a ratio of the bare loop's ns/op. The bridge's
-// runs also report the order bucket's writes per request.
+// runs also report the order and rollout buckets' writes per request.
 func BenchmarkEndToEnd(b *testing.B) {
 	for _, op := range []string{"mock", "http"} {
 		b.Run("bare/"+op, func(b *testing.B) { benchEndToEnd(b, op, false) })
@@ -44,16 +44,18 @@ func benchEndToEnd(b *testing.B, op string, full bool) {
 		b.Fatal(err)
 	}
 	defer srv.Stop()
-	fake := operatortest.NewServer(operator.Kubernetes)
-	defer fake.Close()
-	typ, url := "mock", ""
-	if op == "http" {
-		typ, url = "kubernetes", fake.URL
-	}
+	// Each environment has an operator of its own, as clusters do: one
+	// operator's status of an app cannot tell environments apart.
 	envs, apps := mix.Names("bench-", 4), mix.Names("app-", 50)
+	typ, urls := "mock", map[string]string{}
 	var list []string
 	for _, id := range envs {
-		list = append(list, fmt.Sprintf(`{"id":%q,"type":%q,"operator_url":%q}`, id, typ, url))
+		if op == "http" {
+			fake := operatortest.NewServer(operator.Kubernetes)
+			defer fake.Close()
+			typ, urls[id] = "kubernetes", fake.URL
+		}
+		list = append(list, fmt.Sprintf(`{"id":%q,"type":%q,"operator_url":%q}`, id, typ, urls[id]))
 	}
 	file := filepath.Join(dir, "envs.json")
 	if err := os.WriteFile(file, []byte("["+strings.Join(list, ",")+"]"), 0o600); err != nil {
@@ -96,7 +98,7 @@ func benchEndToEnd(b *testing.B, op string, full bool) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	} else {
-		go func() { bareLoop(ctx, srv.ClientURL(), fake.URL, op == "http"); close(done) }()
+		go func() { bareLoop(ctx, srv.ClientURL(), urls); close(done) }()
 	}
 
 	var got atomic.Int64
@@ -141,13 +143,19 @@ func benchEndToEnd(b *testing.B, op string, full bool) {
 			b.Fatal(err)
 		}
 		b.ReportMetric(float64(s.CachedInfo().State.LastSeq)/float64(b.N), "order-writes/op")
+		r, err := js.Stream(b.Context(), "KV_"+bridge.RolloutBucket)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(r.CachedInfo().State.LastSeq)/float64(b.N), "rollout-writes/op")
 	}
 	cancel()
 	<-done
 }
 
-// bareLoop is the bare minimum of the job, as bench/baseline does it.
-func bareLoop(ctx context.Context, url, opURL string, callHTTP bool) {
+// bareLoop is the bare minimum of the job, as bench/baseline does it: the
+// operator of each environment in opURLs is called (none when empty).
+func bareLoop(ctx context.Context, url string, opURLs map[string]string) {
 	nc, err := nats.Connect(url)
 	if err != nil {
 		return
@@ -173,7 +181,8 @@ func bareLoop(ctx context.Context, url, opURL string, callHTTP bool) {
 				}
 			}
 			_ = json.Unmarshal(m.Data(), &req)
-			if callHTTP {
+			env := m.Subject()[strings.LastIndexByte(m.Subject(), '.')+1:]
+			if opURL, ok := opURLs[env]; ok {
 				deployments := req.Data.Deployments
 				if len(deployments) == 0 {
 					deployments, _ = json.Marshal([]map[string]any{{"version": req.Data.Version, "percent": 1}})
@@ -185,7 +194,6 @@ func bareLoop(ctx context.Context, url, opURL string, callHTTP bool) {
 					resp.Body.Close()
 				}
 			}
-			env := m.Subject()[strings.LastIndexByte(m.Subject(), '.')+1:]
 			out, _ := json.Marshal(map[string]any{"specversion": "1.0", "id": req.ID + "-r", "type": events.TypeDeployResult,
 				"source": "/bare", "requestid": req.ID, "data": map[string]any{"request_id": req.ID, "outcome": "succeeded"}})
 			fut, err := js.PublishMsgAsync(&nats.Msg{Subject: events.DeployResultSubject(env), Data: out})

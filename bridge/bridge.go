@@ -100,11 +100,11 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 		inbox:    ForwardPrefix + hex.EncodeToString(nonce),
 		manager:  operator.NewManager(),
 		envs:     newEnvSources(),
-		keys:     newKeyQueues(keyQueueLen, 4*cfg.MaxInFlight),
+		keys:     newKeyQueues(keyQueueLen, maxHeld(cfg.MaxInFlight)),
 		health:   newHealthBoard(),
 		progress: newProgress(),
 		tasks:    make(chan task),
-		held:     make(chan struct{}, cfg.MaxInFlight+4*cfg.MaxInFlight),
+		held:     make(chan struct{}, maxHeld(cfg.MaxInFlight)),
 		unstored: newUnstored(),
 		stopping: make(chan struct{}),
 
@@ -117,6 +117,14 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 	})
 	return b, nil
 }
+
+// maxHeld bounds the messages the bridge holds (delivered, not yet settled):
+// its workers' and four times as many waiting in key queues. All key queues
+// together may take that much too: when the bridge holds that much, the
+// consumer stops pulling (dispatch), so no request is sent back for want of
+// room and comes back after newer ones of its key. Only a key's own queue,
+// full, sends requests back: a hot key never fills the bridge.
+func maxHeld(maxInFlight int) int { return 5 * maxInFlight }
 
 // afterWork is the part of a shutdown grace kept for what follows the
 // in-flight requests: freeing order leases (sweepTimeout) and closing the

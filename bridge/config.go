@@ -24,6 +24,9 @@ const (
 	ServiceName = "operator-bridge"
 )
 
+// DefaultAckWait is the consumers' ack wait when Config.AckWait is zero.
+const DefaultAckWait = 30 * time.Second
+
 // Config is the bridge's configuration. Zero values take the documented
 // defaults (those of the contract's variables).
 type Config struct {
@@ -60,8 +63,8 @@ type Config struct {
 	HealthInterval time.Duration
 	// MaxInFlight bounds the requests handled at once (default 256).
 	MaxInFlight int
-	// AckWait is the consumers' ack wait (default 30s, well inside the
-	// streams' 2 minute duplicate window).
+	// AckWait is the consumers' ack wait (default DefaultAckWait, 30s,
+	// well inside the streams' 2 minute duplicate window).
 	AckWait time.Duration
 	// ShutdownGrace is how long in-flight requests may take to finish once
 	// Run's context is cancelled (default 15s).
@@ -129,7 +132,7 @@ func (c *Config) setDefaults() error {
 		c.MaxInFlight = 256
 	}
 	if c.AckWait == 0 {
-		c.AckWait = 30 * time.Second
+		c.AckWait = DefaultAckWait
 	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = 15 * time.Second

@@ -33,6 +33,12 @@ type deployJob struct {
 	holder string
 	// applied: an operator call applied it (rollout tracking follows it).
 	applied bool
+	// ensure: an earlier delivery of this message applied it, and may have
+	// ended before its rollout was tracked; tracking makes sure it is, once.
+	ensure bool
+	// resultAt is when its result was stored, for a redelivery that found
+	// its result stored.
+	resultAt time.Time
 	// span is the request's consumer span; nil with tracing off.
 	span trace.Span
 }
@@ -127,7 +133,11 @@ func (b *Bridge) prepare(ctx context.Context, j *deployJob) (finding, time.Durat
 			b.failWith(&j.res, fmt.Errorf("looking for a stored result: %w", serr))
 			return retryable, 0
 		}
-		if stored {
+		if stored != nil {
+			// Its rollout may not be tracked yet: the replica that stored
+			// the result can have ended right after.
+			j.ensure = stored.header.Get(events.HeaderBridgeRollout) == rolloutTracked
+			j.resultAt = stored.at
 			return answered, 0
 		}
 	}
@@ -184,6 +194,17 @@ func (b *Bridge) ordered(ctx context.Context, j *deployJob) (finding, time.Durat
 	switch t.verdict {
 	case alreadyApplied:
 		j.res.Outcome, j.res.Success = events.Succeeded, true
+		if j.meta.NumDelivered > 1 && t.appliedSeq == j.meta.Sequence.Stream {
+			// This very message was applied by an earlier delivery, which
+			// ended before storing its result: this is that result, and
+			// the rollout is followed as it would have been.
+			j.applied, j.ensure = true, true
+			j.res.Message = fmt.Sprintf("already applied by an earlier delivery of this request to %s/%s; not sent again", env.Environment, req.App)
+			if t.sentBefore {
+				j.res.Message = fmt.Sprintf("already applied by an earlier delivery of this request; request %s, newer, was applied for %s/%s since; not sent again", t.winner, env.Environment, req.App)
+			}
+			return settled, 0
+		}
 		j.res.Message = fmt.Sprintf("already applied: request %s is the one applied last for %s/%s; not sent again", t.winner, env.Environment, req.App)
 		if t.sentBefore {
 			j.res.Message = fmt.Sprintf("applied earlier; request %s, newer, was applied for %s/%s since; not sent again", t.winner, env.Environment, req.App)
@@ -320,6 +341,13 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 		b.deadLetter(ctx, j.msg, j.res.Message)
 		return
 	case ackOnly:
+		if j.ensure {
+			if err := b.trackRollout(ctx, j, nil); err != nil {
+				_ = j.msg.NakWithDelay(retryBase)
+				b.logDeploy(ctx, j, slog.LevelWarn, "result already stored; rollout not tracked yet, will retry", slog.Any("err", err))
+				return
+			}
+		}
 		_ = j.msg.Ack()
 		b.logDeploy(ctx, j, slog.LevelInfo, "result already stored for this message")
 		return
@@ -353,6 +381,16 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 		b.deadLetter(ctx, j.msg, "result cannot be made: "+err.Error())
 		return
 	}
+	tracked := j.applied && j.req.Rollout.Tracked()
+	var ahead func() *follower
+	if tracked {
+		// A redelivery that finds this result stored makes sure the
+		// rollout is tracked (the replica storing it may end right after).
+		out.Header.Set(events.HeaderBridgeRollout, rolloutTracked)
+		if !j.ensure {
+			ahead = b.lookAhead(ctx, j)
+		}
+	}
 	_, span := b.startChild(j.traced(ctx), j.span, spanDeployPublish, trace.SpanKindProducer)
 	err = b.store(ctx, out)
 	endSpan(span, err)
@@ -364,10 +402,16 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 		b.logDeploy(ctx, j, slog.LevelWarn, "result not stored; will retry", slog.Any("err", err))
 		return
 	}
-	// Rollout tracking (issue 12): a request that an operator call applied
-	// (not a replay answered "already applied") is followed from here on.
-	if j.applied {
-		b.trackRollout(ctx, j)
+	// Rollout tracking: a request that an operator call applied (not a
+	// replay answered "already applied") is followed from here on. When it
+	// cannot be recorded, the message comes back, finds its result and
+	// tries again.
+	if tracked {
+		if err := b.trackRollout(ctx, j, ahead); err != nil {
+			_ = j.msg.NakWithDelay(retryBase)
+			b.logDeploy(ctx, j, slog.LevelWarn, "result stored; rollout not tracked yet, will retry", slog.Any("err", err))
+			return
+		}
 	}
 	_ = j.msg.Ack()
 	b.metrics.events.WithLabelValues(events.TypeDeployRequest, string(j.res.Outcome)).Inc()

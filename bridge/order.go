@@ -89,7 +89,8 @@ type sending struct {
 // past is a request that left applied or sent.
 type past struct {
 	ID      string `json:"id"`
-	Applied bool   `json:"applied"` // false: sent, and whether it was applied is not known
+	Seq     uint64 `json:"seq,omitempty"` // its message's stream sequence (0 in state written before it was kept)
+	Applied bool   `json:"applied"`       // false: sent, and whether it was applied is not known
 }
 
 // tries counts the operator calls of a request the operator refused, so
@@ -168,6 +169,10 @@ type ticket struct {
 	// sentBefore says this request itself reached the operator before
 	// (superseded: answer unknown; alreadyApplied: applied, then overtaken).
 	sentBefore bool
+	// appliedSeq is, for alreadyApplied, the stream sequence of the message
+	// whose call applied the request (0 when not known): the same message
+	// delivered again, or a replay.
+	appliedSeq uint64
 	// attempt counts the operator calls for this request, this one included.
 	attempt int
 	// fence is the apply's Boreas-Fence.
@@ -344,7 +349,7 @@ func (o *orderBook) fold(key string, st *orderState) {
 	case outcomeApplied:
 		r := st.Sent.ref
 		if st.Applied != nil && st.Applied.ID != r.ID && st.Applied.before(r) {
-			st.remember(past{ID: st.Applied.ID, Applied: true})
+			st.remember(past{ID: st.Applied.ID, Seq: st.Applied.Seq, Applied: true})
 		}
 		st.Applied = newest(st.Applied, &r)
 		st.Floor = newest(st.Floor, &r)
@@ -420,7 +425,7 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref, mayForward boo
 		// What happened to r itself, or to newer requests, holds even when
 		// the cache is behind: applied, floor and recent only move forward.
 		if a := st.Applied; a != nil && a.ID == r.ID {
-			t.verdict, t.winner, t.winnerApplied = alreadyApplied, a.ID, true
+			t.verdict, t.winner, t.winnerApplied, t.appliedSeq = alreadyApplied, a.ID, true, a.Seq
 			return t, nil
 		}
 		resend := st.Sent != nil && st.Sent.ID == r.ID
@@ -432,7 +437,7 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref, mayForward boo
 				if p.ID == r.ID {
 					t.sentBefore = true
 					if p.Applied {
-						t.verdict = alreadyApplied
+						t.verdict, t.appliedSeq = alreadyApplied, p.Seq
 					}
 				}
 			}
@@ -489,7 +494,7 @@ func (o *orderBook) Begin(ctx context.Context, key string, r ref, mayForward boo
 				// Overtaken before its answer was recorded: it may have
 				// been applied, so nothing older may go after it.
 				next.Floor = newest(next.Floor, &s.ref)
-				next.remember(past{ID: s.ID})
+				next.remember(past{ID: s.ID, Seq: s.Seq})
 			}
 			next.Fence++
 			t.attempt, t.fence = 1, next.Fence

@@ -63,6 +63,48 @@ func TestHotKeyDoesNotStallOtherKeys(t *testing.T) {
 	versionsNeverGoBack(t, applied, rank)
 }
 
+// A burst over fewer keys than the bridge has workers fills what it holds
+// with requests waiting for their keys' turn. The bridge then stops pulling;
+// it never sends a request back for want of room, where it would come back
+// after newer requests of its key and be superseded instead of applied.
+func TestBurstOverFewKeysWaitsInsteadOfComingBack(t *testing.T) {
+	w := newWorld(t)
+	w.k8s.SetFault(operatortest.Fault{Latency: 20 * time.Millisecond})
+	reg := prometheus.NewRegistry()
+	w.startBridge(func(o *bridgeOpts) {
+		o.cfg.MaxInFlight = 4 // holds 20; two keys' owners and 18 waiting
+		o.cfg.RetryWindow = time.Minute
+		o.cfg.OperatorTimeout = 10 * time.Second // a loaded machine's slow call is no retry
+		o.cfg.Registerer = reg
+	})
+	base := time.Now().Add(-time.Minute)
+	var ids []string
+	for i := range 60 {
+		ids = append(ids, w.deploy("env-k8s", events.DeployRequest{App: fmt.Sprintf("burst-%d", i%2), Version: fmt.Sprintf("v%d", i)},
+			events.WithTime(base.Add(time.Duration(i)*time.Millisecond))))
+	}
+	w.exactlyOneResultEach(ids)
+	for _, id := range ids {
+		if r := w.result(id); r.Outcome != events.Succeeded {
+			t.Errorf("%s: %s %s; want every request applied in turn", id, r.Outcome, r.Message)
+		}
+	}
+	for _, app := range []string{"burst-0", "burst-1"} {
+		if got := w.k8s.Applied(app); len(got) != 30 {
+			t.Errorf("%s: %d applies, want 30", app, len(got))
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "operator_bridge_redeliveries_total" {
+			t.Errorf("requests were sent back and delivered again: %v", mf.GetMetric())
+		}
+	}
+}
+
 // A request whose result was stored but whose ack was lost, delivered again
 // long after the duplicate window, gets no second result and is not applied
 // again.

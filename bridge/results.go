@@ -48,12 +48,19 @@ func (b *Bridge) store(ctx context.Context, out *nats.Msg) error {
 	return err
 }
 
-// answered reports whether the stream already holds the event with
-// Nats-Msg-Id id on subject, stored after the request at sequence after. It
-// serves redeliveries only (the rare path): a request whose result was
-// stored but whose ack was lost must not get a second result, however long
-// after the duplicate window it comes back.
-func (b *Bridge) answered(ctx context.Context, stream, subject, id string, after uint64) (bool, error) {
+// storedEvent is an event found in a stream: its headers, and when
+// JetStream stored it.
+type storedEvent struct {
+	header nats.Header
+	at     time.Time
+}
+
+// answered looks for the event with Nats-Msg-Id id on subject, stored after
+// the request at sequence after, and returns it (nil when the stream does
+// not hold it). It serves redeliveries only (the rare path): a request
+// whose result was stored but whose ack was lost must not get a second
+// result, however long after the duplicate window it comes back.
+func (b *Bridge) answered(ctx context.Context, stream, subject, id string, after uint64) (*storedEvent, error) {
 	ctx, cancel := context.WithTimeout(ctx, scanTimeout)
 	defer cancel()
 	// A plain ephemeral consumer: an ordered one would be made anew at
@@ -71,7 +78,7 @@ func (b *Bridge) answered(ctx context.Context, stream, subject, id string, after
 		InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
-		return false, fmt.Errorf("%s: %w", subject, err)
+		return nil, fmt.Errorf("%s: %w", subject, err)
 	}
 	defer func() {
 		// Redeliveries can come by the hundred after a fault: never leave
@@ -84,27 +91,32 @@ func (b *Bridge) answered(ctx context.Context, stream, subject, id string, after
 	for pending > 0 {
 		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			return false, fmt.Errorf("%s: %w", subject, err)
+			return nil, fmt.Errorf("%s: %w", subject, err)
 		}
 		n := 0
 		for m := range batch.Messages() {
 			n++
+			meta, merr := m.Metadata()
 			if m.Headers().Get(jetstream.MsgIDHeader) == id {
-				return true, nil
+				found := &storedEvent{header: m.Headers()}
+				if merr == nil {
+					found.at = meta.Timestamp
+				}
+				return found, nil
 			}
-			if meta, err := m.Metadata(); err == nil && meta.NumPending == 0 {
-				return false, nil
+			if merr == nil && meta.NumPending == 0 {
+				return nil, nil
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return false, fmt.Errorf("%s: %w", subject, err)
+			return nil, fmt.Errorf("%s: %w", subject, err)
 		}
 		if n == 0 {
-			return false, fmt.Errorf("%s: %d messages to look through did not come", subject, pending)
+			return nil, fmt.Errorf("%s: %d messages to look through did not come", subject, pending)
 		}
 		pending -= uint64(min(uint64(n), pending))
 	}
-	return false, nil
+	return nil, nil
 }
 
 // unstored remembers the deliveries this replica nak'd without trying to

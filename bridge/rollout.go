@@ -41,9 +41,12 @@ import (
 // nothing more is published for the request.
 //
 // The first look at a rollout happens before the deploy request is
-// acknowledged, in its key's turn: a rollout already final then (the mock's)
-// gets its final event and no state at all; a redelivery of the request
-// finds its stored result and is not tracked again.
+// acknowledged, in its key's turn, its status call overlapping the store of
+// the result: a rollout already final then (the mock's) gets its final
+// event and no state at all. A redelivery of the request finds its stored
+// result, which says the rollout is tracked; it tracks the rollout only if
+// neither its state nor its final event exists (the replica that stored
+// the result may have ended right after).
 
 // RolloutBucket holds the state of every tracked rollout.
 const RolloutBucket = "operator-bridge-rollouts"
@@ -245,12 +248,12 @@ func orderFromBucket(kv jetstream.KeyValue) orderLookup {
 	}
 }
 
-// trackRollout hands a request whose apply succeeded and whose result is
-// stored to the tracker, unless its rollout field turns tracking off.
-func (b *Bridge) trackRollout(ctx context.Context, j *deployJob) {
-	if !j.req.Rollout.Tracked() {
-		return
-	}
+// rolloutTracked is the value of events.HeaderBridgeRollout on the result
+// of a request whose rollout is followed.
+const rolloutTracked = "tracked"
+
+// rolloutFor is the rollout of j's request, counted from started.
+func (b *Bridge) rolloutFor(j *deployJob, started time.Time) rolloutState {
 	when := j.env.Time
 	if when.IsZero() {
 		when = j.meta.Timestamp
@@ -259,37 +262,114 @@ func (b *Bridge) trackRollout(ctx context.Context, j *deployJob) {
 	if j.req.Rollout != nil && j.req.Rollout.Timeout > 0 {
 		timeout = j.req.Rollout.Timeout
 	}
-	now := time.Now()
-	st := rolloutState{
+	return rolloutState{
 		RequestID: j.env.ID, Environment: j.env.Environment, App: j.req.App, TraceParent: j.env.TraceParent,
 		Seq: j.meta.Sequence.Stream, Time: when, Target: j.req.Targets(), MinHealthy: j.req.Rollout.Threshold(),
-		Started: now, Deadline: now.Add(timeout),
-	}
-	if err := b.rollouts.track(ctx, st); err != nil {
-		b.log.Error("rollout not tracked", "environment", st.Environment, "app", st.App, "request_id", st.RequestID, "err", err)
+		Started: started, Deadline: started.Add(timeout),
 	}
 }
 
-// track records a new rollout and, when this replica has room, starts
-// following it at once. It first looks at the rollout itself: one already
-// final (the mock's, or an operator that applies at once) needs no state,
-// only its final event; another starts with its first event recorded.
-func (r *rollouts) track(ctx context.Context, st rolloutState) error {
+// lookAhead starts the first look at the rollout of j's request on its own
+// goroutine, so that the status call overlaps the store of j's result;
+// trackRollout takes what it saw. Nothing newer can be applied meanwhile:
+// this replica holds the key's turn.
+func (b *Bridge) lookAhead(ctx context.Context, j *deployJob) func() *follower {
+	seen := make(chan *follower, 1)
+	st := b.rolloutFor(j, time.Now())
+	go func() { seen <- b.rollouts.look(ctx, st, false) }()
+	return func() *follower { return <-seen }
+}
+
+// trackRollout hands a request whose apply succeeded and whose result is
+// stored to the tracker, unless its rollout field turns tracking off: with
+// the first look lookAhead made, or, for a message an earlier delivery
+// applied (j.ensure), once it is sure that delivery did not track it.
+func (b *Bridge) trackRollout(ctx context.Context, j *deployJob, ahead func() *follower) error {
+	if !j.req.Rollout.Tracked() {
+		return nil
+	}
+	var err error
+	switch {
+	case j.ensure:
+		started := time.Now()
+		if !j.resultAt.IsZero() {
+			started = j.resultAt // the rollout counts from its stored result
+		}
+		err = b.rollouts.ensure(ctx, b.rolloutFor(j, started))
+	case ahead != nil:
+		f := ahead()
+		// The rollout counts from its stored result: now.
+		timeout := f.st.Deadline.Sub(f.st.Started)
+		f.st.Started = time.Now()
+		f.st.Deadline = f.st.Started.Add(timeout)
+		if f.st.Last != nil {
+			f.st.Last.ElapsedMS = 0
+		}
+		err = b.rollouts.record(ctx, f)
+	default:
+		err = b.rollouts.track(ctx, b.rolloutFor(j, time.Now()), false)
+	}
+	if err != nil {
+		b.log.Error("rollout not tracked", "environment", j.env.Environment, "app", j.req.App, "request_id", j.env.ID, "err", err)
+	}
+	return err
+}
+
+// ensure tracks st unless an earlier delivery of its request did: its
+// state is in the bucket, or its final event is stored (a rollout final
+// at its first look leaves no state).
+func (r *rollouts) ensure(ctx context.Context, st rolloutState) error {
 	key := events.FinalProgressID(st.RequestID, st.Seq)
-	f := &follower{r: r, key: key, st: st}
+	gctx, cancel := context.WithTimeout(ctx, natsWait)
+	_, err := r.kv.Get(gctx, key)
+	cancel()
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("rollout state %s: %w", key, err)
+	}
+	final, err := r.b.answered(ctx, events.StreamDeploy, events.DeployProgressSubject(st.Environment), key, st.Seq)
+	if err != nil {
+		return fmt.Errorf("looking for its final progress event: %w", err)
+	}
+	if final != nil {
+		return nil
+	}
+	// Newer requests may have been applied since: the first look checks.
+	return r.track(ctx, st, true)
+}
+
+// track looks at a rollout (checking supersession with checkOrder) and
+// records it.
+func (r *rollouts) track(ctx context.Context, st rolloutState, checkOrder bool) error {
+	return r.record(ctx, r.look(ctx, st, checkOrder))
+}
+
+// look makes the first observation of st's rollout, pending in the
+// follower it returns (none when the status call failed).
+func (r *rollouts) look(ctx context.Context, st rolloutState, checkOrder bool) *follower {
+	f := &follower{r: r, key: events.FinalProgressID(st.RequestID, st.Seq), st: st}
 	lctx, cancel := context.WithTimeout(ctx, min(r.b.cfg.OperatorTimeout, firstLook))
-	// Nothing newer can have been applied yet: this replica still holds
-	// the key's turn.
-	first := f.observe(lctx, false)
+	first := f.observe(lctx, checkOrder)
 	cancel()
 	if f.statusErr == nil && ctx.Err() == nil {
 		first.Final = first.Phase.Final()
 		f.st.Sent, f.st.Last, f.st.Pending = 1, &first, true
-		if first.Final && f.publish(ctx) {
-			return nil
-		}
-		st = f.st // the follower publishes it, once it is recorded
 	}
+	return f
+}
+
+// record records a rollout after its first look and, when this replica has
+// room, starts following it at once. One already final (the mock's, or an
+// operator that applies at once) needs no state, only its final event;
+// another starts with its first event recorded, which the follower
+// publishes.
+func (r *rollouts) record(ctx context.Context, f *follower) error {
+	if f.st.Pending && f.st.Last.Final && f.publish(ctx) {
+		return nil
+	}
+	key, st := f.key, f.st
 	r.mu.Lock()
 	mine := r.open && len(r.running) < maxRollouts
 	if mine {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/boreas/operator-bridge/bridge"
 	"github.com/boreas/operator-bridge/events"
+	"github.com/boreas/operator-bridge/operator"
 	"github.com/boreas/operator-bridge/operator/operatortest"
 )
 
@@ -434,5 +435,83 @@ func TestRolloutExactlyOneFinalUnderFaults(t *testing.T) {
 		if trail[len(trail)-1].id != events.FinalProgressID(id, w.requestSeq(envOf[id], id)) {
 			t.Errorf("%s: final event id %s", id, trail[len(trail)-1].id)
 		}
+	}
+}
+
+// A replica can end (killed, its node lost) right after an apply, before
+// the rollout is tracked: after storing the result, or before it. The
+// message then comes back to another replica, which tracks the rollout as
+// the first would have: one final event, under the request's own id.
+func TestRolloutOfAReplicaThatDiedIsTracked(t *testing.T) {
+	tests := []struct {
+		name string
+		// died leaves what the dead replica wrote: the operator call is
+		// made by then.
+		died        func(w *world, id string, seq uint64)
+		wantMessage string
+	}{
+		{"after storing its result", func(w *world, id string, seq uint64) {
+			res, err := events.NewDeployResult("/test/dead-replica", events.Envelope{ID: id, Environment: "env-k8s"}, seq,
+				events.DeployResult{RequestID: id, Environment: "env-k8s", App: "shop", Version: "v7", Operator: string(operator.Kubernetes),
+					Outcome: events.Succeeded, Success: true, Message: "applied", Attempts: 1})
+			if err != nil {
+				w.t.Fatal(err)
+			}
+			res.Header.Set(events.HeaderBridgeRollout, "tracked")
+			w.publish(res)
+		}, "applied"},
+		{"before storing its result", func(w *world, id string, seq uint64) {
+			kv, err := w.js.KeyValue(w.t.Context(), bridge.OrderBucket)
+			if err != nil {
+				w.t.Fatal(err)
+			}
+			applied := fmt.Sprintf(`{"applied":{"id":%q,"time":%q,"seq":%d},"floor":{"id":%q,"time":%q,"seq":%d},"fence":1}`,
+				id, time.Time{}.Format(time.RFC3339Nano), seq, id, time.Time{}.Format(time.RFC3339Nano), seq)
+			if _, err := kv.Put(w.t.Context(), "env-k8s.shop", []byte(applied)); err != nil {
+				w.t.Fatal(err)
+			}
+		}, "already applied by an earlier delivery"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.startBridge(rolloutSettings).stop(t) // streams, consumers and buckets made
+			w.k8s.SetRollout(operatortest.Rollout{Step: 0.5, Every: 100 * time.Millisecond})
+			id := w.deploy("env-k8s", events.DeployRequest{App: "shop", Version: "v7"}, events.WithTime(time.Time{}))
+			seq := w.requestSeq("env-k8s", id)
+
+			// The dead replica: it took the delivery, applied it, wrote what
+			// tc.died says, and never acknowledged it.
+			cons, err := w.js.Consumer(t.Context(), events.StreamDeploy, bridge.DeployConsumer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := operator.NewK8sClient(w.k8s.URL).Apply(t.Context(), operator.ApplyRequest{App: "shop", Version: "v7",
+				Deployments: []operator.Deployment{{Version: "v7", Percent: 1}}, RequestID: id, Fence: 1}); err != nil {
+				t.Fatal(err)
+			}
+			tc.died(w, id, seq)
+			if err := m.Nak(); err != nil { // its ack wait ended, in short
+				t.Fatal(err)
+			}
+
+			w.startBridge(rolloutSettings)
+			all := w.finalOf(id)
+			checkTrail(t, id, seq, all, []events.Target{{Version: "v7", Percent: 1}})
+			if final := all[len(all)-1].p; final.Phase != events.PhaseConverged {
+				t.Errorf("final %s %q", final.Phase, final.Message)
+			}
+			results := w.storedResults()[id]
+			if len(results) != 1 || !strings.HasPrefix(results[0].Message, tc.wantMessage) || results[0].Outcome != events.Succeeded {
+				t.Fatalf("results %+v; want one, succeeded, saying %q", results, tc.wantMessage)
+			}
+			if got := w.k8s.Applied("shop"); len(got) != 1 {
+				t.Errorf("applied %v; want once, by the dead replica", got)
+			}
+		})
 	}
 }

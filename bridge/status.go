@@ -53,7 +53,7 @@ func (b *Bridge) handleStatusQuery(ctx context.Context, m jetstream.Msg) {
 			b.log.Warn("status query: cannot tell whether its result is stored; will retry", "id", env.ID, "err", serr)
 			return
 		}
-		if stored {
+		if stored != nil {
 			_ = m.Ack()
 			return
 		}

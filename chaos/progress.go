@@ -33,10 +33,26 @@ const (
 	ProgressUnmatched ViolationKind = "unmatched progress"
 )
 
+// appliedByCall reports whether a result says an operator call applied its
+// request message: succeeded, and not a replay of a request applied before.
+// A message that came back after the delivery that applied it ended before
+// storing its result is answered "already applied by an earlier delivery",
+// and counts as applied: its rollout is owed a final event too.
+func appliedByCall(res ResultMsg) bool {
+	switch {
+	case res.Outcome != string(events.Succeeded):
+		return false
+	case strings.HasPrefix(res.Message, "already applied by an earlier delivery"):
+		return true
+	}
+	return !strings.HasPrefix(res.Message, "already applied") && !strings.HasPrefix(res.Message, "applied earlier")
+}
+
 // CheckProgress checks the rollout promises over a run's history and the
 // progress events stored during it, in stream order: every request message
 // whose result says an operator applied it (succeeded, and not a replay
-// answered "already applied" or "applied earlier") has exactly one final
+// answered "already applied" or "applied earlier"; a redelivery answered
+// "already applied by an earlier delivery" counts as applied) has exactly one final
 // progress event, with the id events.FinalProgressID of the request's id
 // and stream sequence, and nothing of it is stored after that final event.
 // Requests sent with "rollout": false must not be in h.
@@ -53,7 +69,7 @@ func CheckProgress(h History, progress []ProgressMsg) []Violation {
 		byResultID[id] = append(byResultID[id], r)
 	}
 	for _, res := range h.Results {
-		if res.Outcome != string(events.Succeeded) || strings.HasPrefix(res.Message, "already applied") || strings.HasPrefix(res.Message, "applied earlier") {
+		if !appliedByCall(res) {
 			continue
 		}
 		for _, r := range byResultID[res.ID] {

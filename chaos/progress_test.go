@@ -24,12 +24,14 @@ func TestCheckProgress(t *testing.T) {
 		}
 		return p
 	}
-	a, b, c, replay := req("a", 1), req("b", 2), req("c", 3), req("a", 4)
+	a, b, c, replay, d := req("a", 1), req("b", 2), req("c", 3), req("a", 4), req("d", 5)
 	h := History{
-		Requests: []RequestMsg{a, b, c, replay},
+		Requests: []RequestMsg{a, b, c, replay, d},
 		Results: []ResultMsg{
 			res(a, "succeeded", "applied a"), res(b, "succeeded", "applied b"), res(c, "failed", "no"),
 			res(replay, "succeeded", "already applied: request a is the one applied last"),
+			// d's first delivery was applied and ended before its result.
+			res(d, "succeeded", "already applied by an earlier delivery of this request to e/a; not sent again"),
 		},
 	}
 	tests := []struct {
@@ -37,12 +39,13 @@ func TestCheckProgress(t *testing.T) {
 		progress []ProgressMsg
 		want     []ViolationKind
 	}{
-		{"each applied request one final", []ProgressMsg{ev(a, events.PhaseProgressing), ev(a, events.PhaseConverged), ev(b, events.PhaseSuperseded)}, nil},
-		{"a final missing", []ProgressMsg{ev(a, events.PhaseConverged)}, []ViolationKind{ProgressMissing}},
-		{"a final twice", []ProgressMsg{ev(a, events.PhaseConverged), ev(a, events.PhaseTimedOut), ev(b, events.PhaseConverged)}, []ViolationKind{ProgressDuplicate}},
-		{"progress after the final", []ProgressMsg{ev(a, events.PhaseConverged), ev(a, events.PhaseProgressing), ev(b, events.PhaseConverged)}, []ViolationKind{ProgressAfterFinal}},
-		{"progress of a failed request", []ProgressMsg{ev(a, events.PhaseConverged), ev(b, events.PhaseConverged), ev(c, events.PhaseProgressing)}, []ViolationKind{ProgressUnmatched}},
-		{"a final with a stray id", []ProgressMsg{ev(a, events.PhaseConverged), ev(b, events.PhaseConverged), {RequestID: "b", Env: "e", Phase: "degraded", Final: true, ID: "x"}}, []ViolationKind{ProgressUnmatched}},
+		{"each applied request one final", []ProgressMsg{ev(a, events.PhaseProgressing), ev(a, events.PhaseConverged), ev(b, events.PhaseSuperseded), ev(d, events.PhaseConverged)}, nil},
+		{"a final missing", []ProgressMsg{ev(a, events.PhaseConverged), ev(d, events.PhaseConverged)}, []ViolationKind{ProgressMissing}},
+		{"the final of a redelivery applied earlier missing", []ProgressMsg{ev(a, events.PhaseConverged), ev(b, events.PhaseConverged)}, []ViolationKind{ProgressMissing}},
+		{"a final twice", []ProgressMsg{ev(a, events.PhaseConverged), ev(a, events.PhaseTimedOut), ev(b, events.PhaseConverged), ev(d, events.PhaseConverged)}, []ViolationKind{ProgressDuplicate}},
+		{"progress after the final", []ProgressMsg{ev(a, events.PhaseConverged), ev(a, events.PhaseProgressing), ev(b, events.PhaseConverged), ev(d, events.PhaseConverged)}, []ViolationKind{ProgressAfterFinal}},
+		{"progress of a failed request", []ProgressMsg{ev(a, events.PhaseConverged), ev(b, events.PhaseConverged), ev(c, events.PhaseProgressing), ev(d, events.PhaseConverged)}, []ViolationKind{ProgressUnmatched}},
+		{"a final with a stray id", []ProgressMsg{ev(a, events.PhaseConverged), ev(b, events.PhaseConverged), ev(d, events.PhaseConverged), {RequestID: "b", Env: "e", Phase: "degraded", Final: true, ID: "x"}}, []ViolationKind{ProgressUnmatched}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -111,4 +112,49 @@ func BenchmarkEncode(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkBatchResult is the cost of one result to a Batch (bench's
+// measuring instrument: it must keep up with the bridge): reading a
+// result's request id and outcome and counting it, against decoding it in
+// full as a Deploy call's waiter does.
+func BenchmarkBatchResult(b *testing.B) {
+	const n = 1000
+	msgs := make([]*nats.Msg, n)
+	for i := range msgs {
+		var err error
+		req := Envelope{ID: fmt.Sprintf("bench-0123456789ab-%d", i), Environment: "bench-001"}
+		msgs[i], err = NewDeployResult(SourceFor("bench"), req, uint64(i+1), DeployResult{App: "app-017", Version: "1.1764748800.42",
+			Operator: "kubernetes", Outcome: Succeeded, Success: true, Message: "applied", Attempts: 1, DurationMS: 12})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("batch", func(b *testing.B) {
+		batch, err := newBatch(defaultEncoder, "/bench", BatchOptions{Size: n, ID: "bench-0123456789ab"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			m := msgs[i%n]
+			batch.onMessage(m.Header, m.Data, time.Now())
+			i++
+		}
+		if batch.results.Load() != min(int64(i), n) {
+			b.Fatalf("%d results counted of %d", batch.results.Load(), min(i, n))
+		}
+	})
+	b.Run("full decode", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			m := msgs[i%n]
+			if _, _, err := DecodeDeployResult(m.Header, m.Data); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
 }

@@ -315,10 +315,7 @@ func (c *Client) onResult(m *nats.Msg) {
 	if err != nil {
 		return
 	}
-	id, _ := e.Extensions()[ExtRequestID].(string)
-	if id == "" {
-		id = r.RequestID
-	}
+	id := resultRequestID(e.Extensions(), r)
 	c.mu.Lock()
 	ws := c.waiters[id]
 	delete(c.waiters, id)

@@ -40,8 +40,11 @@
 // Client publishes deploy requests and waits for their results, asks for
 // status over the bridge's request/reply endpoint, lists environments,
 // follows a deploy's rollout (Progress, WaitRollout), and watches results
-// and health events from a point in time. It does not
-// depend on the bridge: it speaks only the contract.
+// and health events from a point in time. A Batch (NewBatch) publishes many
+// deploy requests without waiting for each and counts every result of each
+// as the DEPLOY stream stores them, duplicates included: a load
+// generator's view. The client does not depend on the bridge: it speaks
+// only the contract.
 //
 // The package returns errors and never logs.
 package events

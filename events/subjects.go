@@ -57,6 +57,9 @@ const (
 	HeaderMsgID         = "Nats-Msg-Id"
 	HeaderBridgeError   = "Operator-Bridge-Error"
 	HeaderBridgeSubject = "Operator-Bridge-Subject"
+	// HeaderBridgeRollout is "tracked" on a deploy result whose request the
+	// bridge follows to a final progress event (docs/rollouts.md).
+	HeaderBridgeRollout = "Operator-Bridge-Rollout"
 	HeaderContentType   = "Content-Type"
 
 	ExtEnvironment = "environment"

@@ -1,6 +1,7 @@
 // Command baseline is the bare minimum of the bridge's job, the yardstick
 // that `make bench` measures the bridge against: it pull-consumes
-// deploy.request.>, calls one operator over HTTP with a keep-alive pool,
+// deploy.request.>, calls the request's environment's operator over HTTP
+// with a keep-alive pool,
 // publishes a result asynchronously and acks each request once its result
 // is stored. It has none of the contract's guarantees (no validation, no
 // order, no retries, no metrics, no logs) and is not part of the
@@ -60,7 +61,7 @@ type request struct {
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("baseline", flag.ContinueOnError)
 	natsURL := fs.String("nats", nats.DefaultURL, "NATS server URL")
-	opURL := fs.String("operator", "http://127.0.0.1:8081", "Kubernetes-style operator base URL (POST /api/apply)")
+	opURL := fs.String("operator", "http://127.0.0.1:8081", "Kubernetes-style operator base URL (POST /api/apply); {env} in it stands for the request's environment")
 	inFlight := fs.Int("in-flight", 256, "requests handled at once (the bridge's MAX_IN_FLIGHT)")
 	ackWait := fs.Duration("ack-wait", 30*time.Second, "the consumer's ack wait (the bridge's)")
 	timeout := fs.Duration("timeout", 10*time.Second, "bound of one operator call (the bridge's OPERATOR_TIMEOUT)")
@@ -91,6 +92,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	httpc := operator.NewHTTPClient(nil)
 	applyURL := strings.TrimRight(*opURL, "/") + "/api/apply"
+	perEnv := strings.Contains(applyURL, "{env}")
 	sem := make(chan struct{}, *inFlight)
 
 	handle := func(m jetstream.Msg) {
@@ -110,7 +112,11 @@ func run(ctx context.Context, args []string) error {
 		outcome, success, message := "succeeded", true, ""
 		cctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
-		hreq, _ := http.NewRequestWithContext(cctx, http.MethodPost, applyURL, bytes.NewReader(body))
+		url := applyURL
+		if perEnv {
+			url = strings.Replace(applyURL, "{env}", env, 1)
+		}
+		hreq, _ := http.NewRequestWithContext(cctx, http.MethodPost, url, bytes.NewReader(body))
 		hreq.Header.Set("Content-Type", "application/json")
 		resp, err := httpc.Do(hreq)
 		if err != nil {

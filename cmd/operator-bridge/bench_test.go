@@ -4,30 +4,15 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/boreas/operator-bridge/bench/load"
 	"github.com/boreas/operator-bridge/operator"
 	"github.com/boreas/operator-bridge/operator/operatortest"
 )
-
-func TestProcUsageReadsThisProcess(t *testing.T) {
-	w := startProcUsage([]int{os.Getpid()})
-	deadline := time.Now().Add(5 * time.Second)
-	for procCPU(os.Getpid()) == w.before[0] && time.Now().Before(deadline) {
-		// Spend some CPU, so that the reading moves.
-		_ = json.Valid([]byte(`{"a":[1,2,3,{"b":"c"}]}`))
-	}
-	w.stop()
-	u := w.usage(10)
-	if len(u) != 1 || u[0].CPUS <= 0 || u[0].CPUPerRequestUS <= 0 || u[0].PeakRSSMiB <= 0 {
-		t.Fatalf("usage %+v", u)
-	}
-}
 
 func TestFakeOperatorCountsCalls(t *testing.T) {
 	srv := operatortest.NewUnstartedServer(operator.Physical)
@@ -63,7 +48,7 @@ func TestFakeOperatorCountsCalls(t *testing.T) {
 }
 
 func TestBenchExplainsSuperseded(t *testing.T) {
-	sum := benchSummary{Requests: 1000, Envs: 4, Apps: 50, Mix: "realistic", InFlight: 1000, Results: 1000, DupWaitS: 30,
+	sum := load.Summary{Requests: 1000, Envs: 4, Apps: 50, Mix: "realistic", InFlight: 1000, Results: 1000, DupWaitS: 30,
 		Outcomes: map[string]int64{"succeeded": 933, "superseded": 67}, OK: true}
 	var out strings.Builder
 	printBench(&out, palette{}, sum)

@@ -16,7 +16,7 @@ import (
 
 // bridgeClient is what the client commands use to speak the contract: the
 // events package's Client, plus the connection and JetStream for what the
-// Client does not do (bench's async publishing, deploy's stored place).
+// Client does not do (deploy's stored place).
 type bridgeClient struct {
 	*events.Client
 	nc     *nats.Conn

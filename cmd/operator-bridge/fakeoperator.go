@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,12 @@ An apply rolls out at once unless --rollout-step moves traffic by that
 fraction every --rollout-every; --stuck never moves it; --unhealthy V=LEVEL
 makes version V report that health level (for the bridge's rollout tracking).
 
+With --per-path it is one operator per first path segment, each with its
+own apps: http://ADDR/NAME/api/apply is operator NAME's. Point each
+environment's operator_url at http://ADDR/<environment> to give every
+environment an operator of its own (an operator's status of an app cannot
+tell environments apart), as make bench does.
+
 GET /stats answers the calls counted so far, as JSON ({"apply": N, "status": N, ...}).
 `
 
@@ -38,6 +45,7 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 		f         operatortest.Fault
 		logFormat = fs.String("log-format", "auto", "auto, text or json")
 		fencing   = fs.Bool("fencing", false, "answer 409 to an apply whose Boreas-Fence is lower than the highest accepted for its app")
+		perPath   = fs.Bool("per-path", false, "one operator per first path segment: http://ADDR/NAME/api/... is operator NAME's")
 	)
 	fs.DurationVar(&f.Latency, "latency", 0, "wait this long before every answer")
 	fs.IntVar(&f.FailTimes, "fail-times", 0, "answer the next `N` apply/status calls with --status-code (default 503), then succeed")
@@ -61,16 +69,23 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 	}
 	log := c.newLogger(c.stderr, slog.LevelInfo, *logFormat)
 
-	srv := operatortest.NewUnstartedServer(kind)
-	srv.SetFault(f)
-	srv.SetFencing(*fencing)
-	srv.SetRollout(*ro)
+	ops := &fakeOperators{newServer: func() *operatortest.Server {
+		srv := operatortest.NewUnstartedServer(kind)
+		srv.SetFault(f)
+		srv.SetFencing(*fencing)
+		srv.SetRollout(*ro)
+		return srv
+	}}
+	var handler http.Handler = ops.get("").Handler()
+	if *perPath {
+		handler = ops
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return withCode(exitFailed, fmt.Errorf("fake-operator --listen %s: %w", *listen,
 			addrInUse(err, "choose another port with --listen, e.g. --listen 127.0.0.1:8083, or 127.0.0.1:0 for any free one")))
 	}
-	hs := &http.Server{Handler: countCalls(logRequests(srv.Handler(), log), kind), ReadHeaderTimeout: 5 * time.Second}
+	hs := &http.Server{Handler: splitPath(countCalls(logRequests(handler, log), kind), *perPath), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1) // Serve's one result
 	go func() { served <- hs.Serve(ln) }()
 	log.Info("fake operator listening", "kind", kind.String(), "url", "http://"+ln.Addr().String(), "faults", describeFault(f), "fencing", *fencing, "rollout", describeRollout(*ro))
@@ -81,7 +96,7 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 		return withCode(exitFailed, fmt.Errorf("fake-operator --listen %s: %w", *listen,
 			addrInUse(err, "choose another port with --listen, e.g. --listen 127.0.0.1:8083, or 127.0.0.1:0 for any free one")))
 	}
-	srv.Close() // ends hanging requests
+	ops.close() // ends hanging requests
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -89,6 +104,60 @@ func runFakeOperator(ctx context.Context, c *cli, args []string) error {
 	}
 	log.Info("fake operator stopped")
 	return nil
+}
+
+// fakeOperators are the fake operators of one fake-operator process: one,
+// or one per path prefix, made as they are first called.
+type fakeOperators struct {
+	newServer func() *operatortest.Server
+	mu        sync.Mutex
+	byName    map[string]*operatortest.Server
+}
+
+type operatorName struct{}
+
+func (o *fakeOperators) get(name string) *operatortest.Server {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.byName == nil {
+		o.byName = map[string]*operatortest.Server{}
+	}
+	srv, ok := o.byName[name]
+	if !ok {
+		srv = o.newServer()
+		o.byName[name] = srv
+	}
+	return srv
+}
+
+// ServeHTTP serves the request with the operator splitPath named.
+func (o *fakeOperators) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name, _ := r.Context().Value(operatorName{}).(string)
+	o.get(name).Handler().ServeHTTP(w, r)
+}
+
+func (o *fakeOperators) close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, srv := range o.byName {
+		srv.Close()
+	}
+}
+
+// splitPath, when on, takes the first segment of a path of more than one
+// (/NAME/api/apply) as the operator's name, and hands the rest on.
+func splitPath(h http.Handler, on bool) http.Handler {
+	if !on {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		if ok && name != "" {
+			r = r.WithContext(context.WithValue(r.Context(), operatorName{}, name))
+			r.URL.Path, r.URL.RawPath = "/"+rest, ""
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // describeFault names the faults in effect (never the token itself).

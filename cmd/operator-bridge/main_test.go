@@ -19,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/boreas/operator-bridge/bench/load"
 	"github.com/boreas/operator-bridge/events"
 	"github.com/boreas/operator-bridge/operator"
 	"github.com/boreas/operator-bridge/operator/operatortest"
@@ -313,7 +314,7 @@ func TestServeAndClientCommands(t *testing.T) {
 	t.Run("bench", func(t *testing.T) {
 		r := runCmd(t, "bench", nats, "--requests", "200", "--envs", "4", "--apps", "10", "--setup", "--json", "--progress", "off", "--dup-wait", "200ms")
 		wantCode(t, r, 0)
-		var sum benchSummary
+		var sum load.Summary
 		if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
 			t.Fatalf("bench --json: %v\n%s", err, r.stdout)
 		}
@@ -747,6 +748,10 @@ func TestUsageMessages(t *testing.T) {
 		{"typo", []string{"deploi"}, []string{`unknown command "deploi": did you mean "deploy"?`, "Run 'operator-bridge help'"}},
 		{"typo of status", []string{"stauts"}, []string{`did you mean "status"?`}},
 		{"typo of envs", []string{"env"}, []string{`did you mean "envs"?`}},
+		{"bench without requests", []string{"bench", "--requests", "0"},
+			[]string{"bench: requests, envs, apps and in-flight must be positive", "Run 'operator-bridge bench --help'"}},
+		{"bench with an unknown mix", []string{"bench", "--mix", "bursty"}, []string{`bench: mix "bursty": want realistic or simple`}},
+		{"bench with a bad process ID", []string{"bench", "--pids", "1,x"}, []string{`bench: --pids: "x" is not a process ID`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -954,5 +959,51 @@ func TestDeployFailsAfterTheRetryWindow(t *testing.T) {
 	wantContains(t, "deploy", r.stdout, "failed", "operator_unavailable")
 	if !regexp.MustCompile(`attempts +[1-9]`).MatchString(r.stdout) {
 		t.Errorf("deploy does not show the result's attempts:\n%s", r.stdout)
+	}
+}
+
+// With --per-path every first path segment is an operator of its own: the
+// same app applied through two of them keeps two states.
+func TestFakeOperatorPerPath(t *testing.T) {
+	addr := testAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"fake-operator", "--kind", "k8s", "--listen", addr, "--per-path"}, os.Getenv, io.Discard, io.Discard)
+	}()
+	apply := func(env, version string) int {
+		resp, err := http.Post("http://"+addr+"/"+env+"/api/apply", "application/json",
+			strings.NewReader(`{"app":"a","version":"`+version+`","deployments":[{"version":"`+version+`","percent":1}]}`))
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for apply("env-1", "v1") == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := apply("env-2", "v2"); got != http.StatusOK {
+		t.Fatalf("apply through env-2: %d", got)
+	}
+	get := func(path string) string {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	if s1, s2 := get("/env-1/api/status/a"), get("/env-2/api/status/a"); !strings.Contains(s1, `"v1"`) || strings.Contains(s1, `"v2"`) || !strings.Contains(s2, `"v2"`) {
+		t.Errorf("statuses: env-1 %s, env-2 %s; want each its own version", s1, s2)
+	}
+	if got := get("/stats"); !strings.Contains(got, `"apply":2`) || !strings.Contains(got, `"status":2`) {
+		t.Errorf("/stats = %s, want 2 applies and 2 status calls over both operators", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("fake-operator returned %v", err)
 	}
 }
