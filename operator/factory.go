@@ -4,16 +4,18 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 )
 
 // Factory makes the operator of each environment from its record and the
 // Settings (what the original operator client called
 // CreateOperatorFromEnvironment, CreateOperatorByType and
-// InitializeOperators). It keeps one pooled *Client per kind and
-// endpoint, shared by every environment on that endpoint, and one
-// *MockClient per environment ID, whose state survives later builds. It is
-// safe for concurrent use.
+// InitializeOperators). It keeps one *Client per kind and endpoint, shared
+// by every environment on that endpoint; the clients of the endpoints on
+// one host (operators told apart by their paths) share one pool of
+// keep-alive connections. It keeps one *MockClient per environment ID,
+// whose state survives later builds. It is safe for concurrent use.
 type Factory struct {
 	settings Settings
 	roots    *x509.CertPool
@@ -24,6 +26,7 @@ type Factory struct {
 	// written maps a kind and a URL as written to its client and normalized
 	// URL: thousands of environments on one operator parse its URL once.
 	written map[clientKey]sharedClient
+	pools   map[string]*http.Client // scheme://host[:port] -> its pool
 	mocks   map[string]*MockClient
 }
 
@@ -51,7 +54,7 @@ func NewFactory(s Settings, opts ...FactoryOption) (*Factory, error) {
 		return nil, err
 	}
 	f := &Factory{settings: s, clients: make(map[clientKey]*Client), written: make(map[clientKey]sharedClient),
-		mocks: make(map[string]*MockClient)}
+		pools: make(map[string]*http.Client), mocks: make(map[string]*MockClient)}
 	if s.TLSCA != "" {
 		pool, err := LoadCAFile(s.TLSCA)
 		if err != nil {
@@ -193,11 +196,17 @@ func (f *Factory) client(kind Kind, raw string) (*Client, string, error) {
 	key := clientKey{kind: kind, url: u.String()}
 	c, ok := f.clients[key]
 	if !ok {
-		c, err = NewClient(kind, key.url, ClientOptions{
-			Timeout:  f.settings.Timeout,
-			Token:    f.settings.Token,
-			RootCAs:  f.roots,
-			Observer: f.observer,
+		host := u.Scheme + "://" + u.Host
+		hc := f.pools[host]
+		if hc == nil {
+			hc = NewHTTPClient(f.roots)
+			f.pools[host] = hc
+		}
+		c, err = newClient(kind, u, ClientOptions{
+			HTTPClient: hc,
+			Timeout:    f.settings.Timeout,
+			Token:      f.settings.Token,
+			Observer:   f.observer,
 		})
 		if err != nil {
 			return nil, "", err
