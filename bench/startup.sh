@@ -2,7 +2,9 @@
 # bench/startup.sh: how long `operator-bridge serve` takes to become ready
 # with many environments, as an operator would see it: from the process's
 # start to the first 200 from /readyz. The environments file holds ENVS
-# (100000) Kubernetes environments spread over ENDPOINTS (10) fake operators;
+# (100000) Kubernetes environments spread over ENDPOINTS (10) fake operators
+# (with PER_PATH=1, each environment an operator of its own on them:
+# fake-operator --per-path, operator_url http://HOST:PORT/<environment>);
 # the bridge runs as shipped (default configuration, the environments
 # bucket watched, info logs to a file) against its own nats-server. Run 1
 # starts on a fresh server (it creates the streams and buckets), runs 2 to
@@ -11,11 +13,12 @@
 # set, one more start is profiled (CPU and allocations, from the process's
 # start to ready; a build overlay adds the profiling, the source is left as
 # it is) into PROFILE_DIR/startup-{cpu,allocs}.pprof, and the top of each is
-# printed. Knobs: ENVS, ENDPOINTS, RUNS, PORT_BASE, TOP.
+# printed. Knobs: ENVS, ENDPOINTS, PER_PATH, RUNS, PORT_BASE, TOP.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVS=${ENVS:-100000}
 ENDPOINTS=${ENDPOINTS:-10}
+PER_PATH=${PER_PATH:-0}
 RUNS=${RUNS:-5}
 [ "$RUNS" -ge 2 ] || RUNS=2 # the median leaves run 1 out
 PORT_BASE=${PORT_BASE:-14720}
@@ -24,16 +27,18 @@ source bench/lib.sh
 
 nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$work/js" >"$work/nats.log" 2>&1 & pids+=($!)
 for i in $(seq 0 $((ENDPOINTS - 1))); do
-  ./bin/operator-bridge fake-operator --kind kubernetes --listen "127.0.0.1:$((OP_PORT + i))" >/dev/null 2>&1 & pids+=($!)
+  ./bin/operator-bridge fake-operator --kind kubernetes --listen "127.0.0.1:$((OP_PORT + i))" \
+    $([ "$PER_PATH" = 1 ] && echo --per-path) >/dev/null 2>&1 & pids+=($!)
 done
 wait_port "127.0.0.1:$NATS_PORT"
 for i in $(seq 0 $((ENDPOINTS - 1))); do wait_port "127.0.0.1:$((OP_PORT + i))"; done
-python3 - "$ENVS" "$ENDPOINTS" "$OP_PORT" "$work/envs.json" <<'PY'
+python3 - "$ENVS" "$ENDPOINTS" "$OP_PORT" "$PER_PATH" "$work/envs.json" <<'PY'
 import json, sys
-n, endpoints, port, path = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+n, endpoints, port, per_path, path = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
 with open(path, "w") as f:
     json.dump([{"id": "env-%06d" % i, "name": "bench %d" % i, "type": "kubernetes",
-                "operator_url": "http://127.0.0.1:%d" % (port + i % endpoints)} for i in range(n)], f, indent=1)
+                "operator_url": "http://127.0.0.1:%d%s" % (port + i % endpoints, "/env-%06d" % i if per_path else "")}
+               for i in range(n)], f, indent=1)
 PY
 if [ -n "${PROFILE_DIR:-}" ]; then
   mkdir -p "$PROFILE_DIR"
@@ -77,7 +82,7 @@ GO
   printf '{"Replace":{"%s":"%s"}}' "$PWD/cmd/operator-bridge/zz_startup_profile.go" "$work/startprof.go" >"$work/overlay.json"
   go build -overlay "$work/overlay.json" -o "$work/operator-bridge-prof" ./cmd/operator-bridge
 fi
-echo "startup: serve with $ENVS environments on $ENDPOINTS operators ($(du -h "$work/envs.json" | cut -f1) file), $RUNS runs; load $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)" >&2
+echo "startup: serve with $ENVS environments on $ENDPOINTS operator processes$([ "$PER_PATH" = 1 ] && echo ", one operator per environment") ($(du -h "$work/envs.json" | cut -f1) file), $RUNS runs; load $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)" >&2
 
 ms() { date +%s%3N; }
 # start BINARY LOG: runs serve, waits for /readyz; sets ready_ms and rss_mib,
