@@ -23,11 +23,17 @@ type healthBoard struct {
 	failures map[operator.Operator]int  // consecutive failed checks
 	checking map[operator.Operator]bool // operators with a check under way
 	gauged   map[string]bool            // endpoints with an operator_healthy series
+	slots    chan struct{}              // one per check under way, healthChecksAtOnce at most
 }
+
+// healthChecksAtOnce bounds the health checks under way: with an operator
+// per environment, a round is as many checks as environments.
+const healthChecksAtOnce = 256
 
 func newHealthBoard() *healthBoard {
 	return &healthBoard{env: make(map[string]events.Health), failures: make(map[operator.Operator]int),
-		checking: make(map[operator.Operator]bool), gauged: make(map[string]bool)}
+		checking: make(map[operator.Operator]bool), gauged: make(map[string]bool),
+		slots: make(chan struct{}, healthChecksAtOnce)}
 }
 
 // start marks op's check as under way; false if one already is.
@@ -98,7 +104,7 @@ func (b *Bridge) healthLoop(ctx context.Context) {
 		groups := operator.GroupByOperator(b.manager.Entries())
 		var checks sync.WaitGroup
 		for i, g := range groups {
-			at := round // the first round checks every endpoint at once: health is known soon after start
+			at := round // the first round checks every endpoint at once (healthChecksAtOnce at a time): health is known soon after start
 			if !first {
 				at = round.Add(time.Duration(i) * interval / time.Duration(len(groups)))
 			}
@@ -106,7 +112,10 @@ func (b *Bridge) healthLoop(ctx context.Context) {
 				checks.Wait()
 				return
 			}
-			checks.Go(func() { b.checkGroup(ctx, g) })
+			if !b.goCheck(ctx, &checks, g) {
+				checks.Wait()
+				return
+			}
 		}
 		if !b.waitUntil(ctx, round.Add(interval), func() { b.checkNew(ctx, &checks) }) {
 			checks.Wait()
@@ -148,8 +157,25 @@ func (b *Bridge) checkNew(ctx context.Context, wg *sync.WaitGroup) {
 		}
 	}
 	for _, g := range operator.GroupByOperator(fresh) {
-		wg.Go(func() { b.checkGroup(ctx, g) })
+		if !b.goCheck(ctx, wg, g) {
+			return
+		}
 	}
+}
+
+// goCheck runs g's check on a goroutine of wg once fewer than
+// healthChecksAtOnce are under way; false when ctx ends first.
+func (b *Bridge) goCheck(ctx context.Context, wg *sync.WaitGroup, g operator.OperatorGroup) bool {
+	select {
+	case b.health.slots <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	wg.Go(func() {
+		defer func() { <-b.health.slots }()
+		b.checkGroup(ctx, g)
+	})
+	return true
 }
 
 // checkGroup runs one health check for an endpoint and publishes the health

@@ -3,10 +3,13 @@ package bridge_test
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,6 +310,48 @@ func TestHealthOfManyEnvironmentsOnOneEndpoint(t *testing.T) {
 		if c := counts[events.HealthSubject(fmt.Sprintf("many-%04d", i))]; c != 1 {
 			t.Fatalf("many-%04d: %d health events stored, want 1", i, c)
 		}
+	}
+}
+
+// With an operator per environment, a round is as many checks as
+// environments: they reach the operators a bounded number at a time, and
+// every environment's health is stored.
+func TestHealthChecksOfManyOperatorsAreBounded(t *testing.T) {
+	w := newWorld(t)
+	var now, most atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		n := now.Add(1)
+		defer now.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(50 * time.Millisecond)
+		rw.Header().Set("Content-Type", "application/json")
+		_, _ = rw.Write([]byte(`{"status":"ok"}`))
+	}))
+	t.Cleanup(srv.Close)
+	const n = 1000
+	var list []string
+	for i := range n {
+		list = append(list, fmt.Sprintf(`{"id":"own-%04d","type":"k8s","operator_url":"%s/own-%04d"}`, i, srv.URL, i))
+	}
+	file := filepath.Join(w.dir, "own.json")
+	if err := os.WriteFile(file, []byte("["+strings.Join(list, ",")+"]"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.startBridge(func(o *bridgeOpts) { o.cfg.EnvironmentsFile = file; o.cfg.OperatorTimeout = 5 * time.Second })
+	stream, err := w.js.Stream(t.Context(), events.StreamHealth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.eventually(30*time.Second, "every environment's health stored", func() bool {
+		info, err := stream.Info(t.Context(), jetstream.WithSubjectFilter(events.HealthSubject(">")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(info.State.Subjects) == n
+	})
+	if m := most.Load(); m > 256 {
+		t.Errorf("%d health checks at once, want at most 256", m)
 	}
 }
 
