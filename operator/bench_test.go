@@ -143,26 +143,52 @@ func BenchmarkParseEnvironments(b *testing.B) {
 }
 
 // BenchmarkFactoryBuild is making the operators and the manager of 1,000
-// and 100,000 environments on 10 endpoints (each start, and each change of
-// the environments bucket).
+// and 100,000 environments, on 10 endpoints or each on an endpoint of its
+// own (a path of one of 10 hosts): "first" with a new factory, as at start,
+// "again" with the factory that built them before, as at each change of the
+// environments bucket.
 func BenchmarkFactoryBuild(b *testing.B) {
-	for _, n := range []int{1_000, 100_000} {
-		envs, err := operator.ParseEnvironments(environmentsDoc(n, false), "envs")
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			f, err := operator.NewFactory(operator.DefaultSettings())
+	for _, own := range []bool{false, true} {
+		for _, n := range []int{1_000, 100_000} {
+			envs, err := operator.ParseEnvironments(environmentsDoc(n, false), "envs")
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.ReportAllocs()
-			for b.Loop() {
-				m, err := f.Build(envs)
-				if err != nil || m.Len() != n {
-					b.Fatalf("%d environments, %v", m.Len(), err)
+			where := "10-endpoints"
+			if own {
+				where = "own-endpoints"
+				for i := range envs {
+					envs[i].OperatorURL += "/" + envs[i].ID
 				}
 			}
-		})
+			for _, again := range []bool{false, true} {
+				name := fmt.Sprintf("%s/%d/first", where, n)
+				if again {
+					name = fmt.Sprintf("%s/%d/again", where, n)
+				}
+				b.Run(name, func(b *testing.B) {
+					newFactory := func() *operator.Factory {
+						f, err := operator.NewFactory(operator.DefaultSettings())
+						if err != nil {
+							b.Fatal(err)
+						}
+						return f
+					}
+					f := newFactory()
+					b.ReportAllocs()
+					for b.Loop() {
+						if !again {
+							b.StopTimer()
+							f = newFactory()
+							b.StartTimer()
+						}
+						m, err := f.Build(envs)
+						if err != nil || m.Len() != n {
+							b.Fatalf("%d environments, %v", m.Len(), err)
+						}
+					}
+				})
+			}
+		}
 	}
 }
