@@ -284,33 +284,49 @@ func TestFileEnvironmentsGiven(t *testing.T) {
 func TestHealthOfManyEnvironmentsOnOneEndpoint(t *testing.T) {
 	w := newWorld(t)
 	const n = 3000
-	var list []string
-	for i := range n {
-		list = append(list, fmt.Sprintf(`{"id":"many-%04d","type":"k8s","operator_url":%q}`, i, w.k8s.URL))
-	}
-	file := filepath.Join(w.dir, "many.json")
-	if err := os.WriteFile(file, []byte("["+strings.Join(list, ",")+"]"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := w.manyEnvironments("many", n, func(int) string { return w.k8s.URL })
 	w.startBridge(func(o *bridgeOpts) { o.cfg.EnvironmentsFile = file })
-	stream, err := w.js.Stream(t.Context(), events.StreamHealth)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var counts map[string]uint64
-	w.eventually(30*time.Second, "every environment's health stored", func() bool {
-		info, err := stream.Info(t.Context(), jetstream.WithSubjectFilter(events.HealthSubject(">")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		counts = info.State.Subjects
-		return len(counts) == n
-	})
+	counts := w.healthStored(n)
 	for i := range n {
 		if c := counts[events.HealthSubject(fmt.Sprintf("many-%04d", i))]; c != 1 {
 			t.Fatalf("many-%04d: %d health events stored, want 1", i, c)
 		}
 	}
+}
+
+// manyEnvironments writes a file of n Kubernetes environments, <prefix>-0000
+// on, the i-th's operator at url(i), and returns its path.
+func (w *world) manyEnvironments(prefix string, n int, url func(i int) string) string {
+	w.t.Helper()
+	var list []string
+	for i := range n {
+		list = append(list, fmt.Sprintf(`{"id":"%s-%04d","type":"k8s","operator_url":%q}`, prefix, i, url(i)))
+	}
+	file := filepath.Join(w.dir, prefix+".json")
+	if err := os.WriteFile(file, []byte("["+strings.Join(list, ",")+"]"), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	return file
+}
+
+// healthStored waits until the HEALTH stream holds events of n
+// environments, and returns the number of each one's.
+func (w *world) healthStored(n int) map[string]uint64 {
+	w.t.Helper()
+	stream, err := w.js.Stream(w.t.Context(), events.StreamHealth)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var counts map[string]uint64
+	w.eventually(30*time.Second, "every environment's health stored", func() bool {
+		info, err := stream.Info(w.t.Context(), jetstream.WithSubjectFilter(events.HealthSubject(">")))
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		counts = info.State.Subjects
+		return len(counts) == n
+	})
+	return counts
 }
 
 // With an operator per environment, a round is as many checks as
@@ -330,26 +346,9 @@ func TestHealthChecksOfManyOperatorsAreBounded(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	const n = 1000
-	var list []string
-	for i := range n {
-		list = append(list, fmt.Sprintf(`{"id":"own-%04d","type":"k8s","operator_url":"%s/own-%04d"}`, i, srv.URL, i))
-	}
-	file := filepath.Join(w.dir, "own.json")
-	if err := os.WriteFile(file, []byte("["+strings.Join(list, ",")+"]"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := w.manyEnvironments("own", n, func(i int) string { return fmt.Sprintf("%s/own-%04d", srv.URL, i) })
 	w.startBridge(func(o *bridgeOpts) { o.cfg.EnvironmentsFile = file; o.cfg.OperatorTimeout = 5 * time.Second })
-	stream, err := w.js.Stream(t.Context(), events.StreamHealth)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.eventually(30*time.Second, "every environment's health stored", func() bool {
-		info, err := stream.Info(t.Context(), jetstream.WithSubjectFilter(events.HealthSubject(">")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(info.State.Subjects) == n
-	})
+	w.healthStored(n)
 	if m := most.Load(); m > 256 {
 		t.Errorf("%d health checks at once, want at most 256", m)
 	}
