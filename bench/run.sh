@@ -5,7 +5,8 @@
 # a canary split with a docker package, versions rising per app).
 #
 # Each side has its own nats-server (file storage) and fake Kubernetes
-# operator, both kept up for all its runs: run 1 is on a fresh server, runs 2
+# operators (one per environment, fake-operator --per-path), all kept up for
+# all its runs: run 1 is on a fresh server, runs 2
 # to 1+RUNS on the same server with its streams, order bucket and caches
 # already full. Runs alternate between the sides, so each ratio compares runs
 # made moments apart on this shared machine. A run is a throughput run
