@@ -23,8 +23,9 @@ type Factory struct {
 
 	mu      sync.Mutex
 	clients map[clientKey]*Client
-	// written maps a kind and a URL as written to its client and normalized
-	// URL: thousands of environments on one operator parse its URL once.
+	// written maps a kind and a URL as written, when it is not written as
+	// normalized (clients has those), to its client and normalized URL:
+	// thousands of environments on one operator parse its URL once.
 	written map[clientKey]sharedClient
 	pools   map[string]*http.Client // scheme://host[:port] -> its pool
 	mocks   map[string]*MockClient
@@ -186,6 +187,9 @@ func (f *Factory) client(kind Kind, raw string) (*Client, string, error) {
 	raw = f.operatorURL(kind, raw)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if c, ok := f.clients[clientKey{kind: kind, url: raw}]; ok { // written as normalized
+		return c, raw, nil
+	}
 	if s, ok := f.written[clientKey{kind: kind, url: raw}]; ok {
 		return s.c, s.url, nil
 	}
@@ -213,6 +217,8 @@ func (f *Factory) client(kind Kind, raw string) (*Client, string, error) {
 		}
 		f.clients[key] = c
 	}
-	f.written[clientKey{kind: kind, url: raw}] = sharedClient{c: c, url: key.url}
+	if raw != key.url {
+		f.written[clientKey{kind: kind, url: raw}] = sharedClient{c: c, url: key.url}
+	}
 	return c, key.url, nil
 }
