@@ -101,9 +101,8 @@ func (m *Manager) Replace(entries []Entry) {
 	m.replaceWith(slices.Clone(entries))
 }
 
-// replaceWith is Replace of entries that m may keep and change.
-func (m *Manager) replaceWith(entries []Entry) {
-	sorted := entries
+// replaceWith is Replace of entries that m may keep, and sort in place.
+func (m *Manager) replaceWith(sorted []Entry) {
 	for i, e := range sorted {
 		if e.Endpoint == "" {
 			sorted[i].Endpoint = endpointOf(e.Environment, e.Operator)
