@@ -75,11 +75,12 @@ func (h *healthBoard) last(env string) *events.Health {
 // healthLoop checks every distinct operator (operator.GroupByOperator: one
 // per endpoint, each mock its own) once per HealthInterval, and publishes
 // operator.health for each active environment after its operator's check.
-// The first round checks every endpoint at once as soon as the bridge is
-// ready, so that health is known within one check's time of the start (and
-// thousands of events do not hold up the start); later rounds spread the checks over
-// the interval instead of firing them in a burst. A change of the
-// environment set starts a check at once for environments not reported yet.
+// The first round checks every endpoint at once (healthChecksAtOnce at a
+// time) as soon as the bridge is ready, so that health is known within one
+// check's time of the start and thousands of events do not hold up the
+// start; later rounds spread the checks over the interval instead of firing
+// them in a burst. A change of the environment set starts a check at once
+// for environments not reported yet.
 func (b *Bridge) healthLoop(ctx context.Context) {
 	interval := b.cfg.HealthInterval
 	// The first round waits for the bridge to be ready (for healthStartWait
@@ -104,7 +105,7 @@ func (b *Bridge) healthLoop(ctx context.Context) {
 		groups := operator.GroupByOperator(b.manager.Entries())
 		var checks sync.WaitGroup
 		for i, g := range groups {
-			at := round // the first round checks every endpoint at once (healthChecksAtOnce at a time): health is known soon after start
+			at := round // the first round checks every endpoint at once: health is known soon after start
 			if !first {
 				at = round.Add(time.Duration(i) * interval / time.Duration(len(groups)))
 			}
