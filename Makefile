@@ -10,7 +10,7 @@ HELM         ?= $(GOBIN_DIR)/helm
 IMAGE        ?= operator-bridge:$(VERSION)
 CONTAINER_TOOL ?= $(shell command -v podman || command -v buildah || command -v docker)
 
-.PHONY: build test check unit e2e chaos-short chaos run demo bench soak clean image image-check helm-check
+.PHONY: build test check unit e2e chaos-short chaos run demo bench bench-startup soak clean image image-check helm-check
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/operator-bridge
@@ -71,6 +71,10 @@ demo: build
 bench:
 	bench/run.sh
 	$(GO) test -run '^$$' -bench . -benchmem $(if $(BENCH_QUICK),-benchtime=200ms) ./events/ ./operator/ ./bridge/
+
+## bench-startup: serve from process start to /readyz with 100,000 environments (bench/startup.sh; ENVS, RUNS, PROFILE_DIR).
+bench-startup:
+	bench/startup.sh
 
 ## soak: the bridge under the realistic mix at a steady rate for 10 minutes, its memory sampled (MINUTES, RATE to change).
 soak:

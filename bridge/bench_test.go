@@ -215,28 +215,38 @@ func bareLoop(ctx context.Context, url string, opURLs map[string]string) {
 }
 
 // BenchmarkStartEnvironments measures a bridge's start, from Run to ready,
-// with 10,000 and 100,000 environments in its file (on 10 operator
-// endpoints).
+// with 10,000 and 100,000 environments (on 10 operator endpoints) in its
+// file, or as entries of its environments bucket.
 func BenchmarkStartEnvironments(b *testing.B) {
-	for _, n := range []int{10_000, 100_000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) { benchStart(b, n) })
+	for _, source := range []string{"file", "bucket"} {
+		for _, n := range []int{10_000, 100_000} {
+			b.Run(fmt.Sprintf("%s/%d", source, n), func(b *testing.B) { benchStart(b, n, source == "bucket") })
+		}
 	}
 }
 
-func benchStart(b *testing.B, n int) {
+func benchStart(b *testing.B, n int, bucket bool) {
 	dir := b.TempDir()
 	srv, err := natsembed.Start(natsembed.Config{StoreDir: dir})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer srv.Stop()
-	var list []string
-	for i := range n {
-		list = append(list, fmt.Sprintf(`{"id":"env-%06d","type":"k8s","operator_url":"http://127.0.0.1:%d"}`, i, 20000+i%10))
+	record := func(i int) string {
+		return fmt.Sprintf(`{"id":"env-%06d","type":"k8s","operator_url":"http://127.0.0.1:%d"}`, i, 20000+i%10)
 	}
-	file := filepath.Join(dir, "envs.json")
-	if err := os.WriteFile(file, []byte("["+strings.Join(list, ",")+"]"), 0o600); err != nil {
-		b.Fatal(err)
+	file := ""
+	if bucket {
+		fillBucket(b, srv.ClientURL(), n, record)
+	} else {
+		var list []string
+		for i := range n {
+			list = append(list, record(i))
+		}
+		file = filepath.Join(dir, "envs.json")
+		if err := os.WriteFile(file, []byte("["+strings.Join(list, ",")+"]"), 0o600); err != nil {
+			b.Fatal(err)
+		}
 	}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -264,5 +274,32 @@ func benchStart(b *testing.B, n int) {
 		<-done
 		nc.Close()
 		b.StartTimer()
+	}
+}
+
+// fillBucket puts n environments (record(i) each) into the environments
+// bucket.
+func fillBucket(b *testing.B, url string, n int, record func(int) string) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := js.CreateKeyValue(b.Context(), bridge.EnvironmentsBucketConfig("environments")); err != nil {
+		b.Fatal(err)
+	}
+	for i := range n {
+		if _, err := js.PublishAsync(fmt.Sprintf("$KV.environments.env-%06d", i), []byte(record(i))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("bucket not filled")
 	}
 }

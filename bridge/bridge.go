@@ -61,7 +61,9 @@ type Bridge struct {
 	workers  sync.WaitGroup
 
 	envsLoaded atomic.Bool
-	consumers  sync.Map // stream name -> *atomic.Bool (consumer in place)
+	consumers  sync.Map      // stream name -> *atomic.Bool (consumer in place)
+	firstReady chan struct{} // closed when the bridge is first ready
+	readyOnce  sync.Once
 }
 
 // New checks cfg and prepares a bridge on nc. Nothing touches NATS before Run.
@@ -105,6 +107,8 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 		held:     make(chan struct{}, maxHeld(cfg.MaxInFlight)),
 		unstored: newUnstored(),
 		stopping: make(chan struct{}),
+
+		firstReady: make(chan struct{}),
 	}
 	b.rollouts = newRollouts(b) // rollout tracking (issue 12)
 	b.circuits = newCircuits(circuitThreshold, circuitCoolDown, func(endpoint string, s circuitState) {
@@ -159,6 +163,9 @@ func (b *Bridge) Ready() bool {
 func (b *Bridge) setConsumerReady(stream string, ok bool) {
 	v, _ := b.consumers.LoadOrStore(stream, new(atomic.Bool))
 	v.(*atomic.Bool).Store(ok)
+	if ok && b.Ready() {
+		b.readyOnce.Do(func() { close(b.firstReady) })
+	}
 }
 
 // Run sets up streams, buckets and consumers, then handles requests until ctx

@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/boreas/operator-bridge/operator"
 )
 
 // Names of the JetStream state the bridge owns.
@@ -44,6 +46,10 @@ type Config struct {
 	Replicas int
 	// EnvironmentsFile is an optional YAML or JSON file of environments.
 	EnvironmentsFile string
+	// FileEnvironments, when not nil, is what EnvironmentsFile holds, read
+	// and checked by the caller (serve does so before it starts anything):
+	// Run does not read the file again.
+	FileEnvironments []operator.Environment
 	// EnvironmentsBucket is the key-value bucket of environments, watched
 	// live; empty turns it off.
 	EnvironmentsBucket string

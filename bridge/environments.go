@@ -3,7 +3,9 @@ package bridge
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,48 +19,63 @@ import (
 // entry wins; deleting it brings the file's back.
 type envSources struct {
 	mu      sync.Mutex
-	file    map[string]operator.Environment
+	file    []operator.Environment // sorted by ID
 	bucket  map[string]operator.Environment
 	changed chan struct{} // size 1: a pending "the set changed" for the health loop
 }
 
 func newEnvSources() *envSources {
 	return &envSources{
-		file:    map[string]operator.Environment{},
 		bucket:  map[string]operator.Environment{},
 		changed: make(chan struct{}, 1),
 	}
 }
 
-// merged returns the effective environments, sorted by ID.
+// setFile makes envs, with unique IDs, the file's environments; they are
+// not changed.
+func (s *envSources) setFile(envs []operator.Environment) {
+	byID := func(a, b operator.Environment) int { return strings.Compare(a.ID, b.ID) }
+	file := envs
+	if !slices.IsSortedFunc(file, byID) {
+		file = slices.Clone(envs)
+		slices.SortFunc(file, byID)
+	}
+	s.mu.Lock()
+	s.file = file
+	s.mu.Unlock()
+}
+
+// merged returns the effective environments, sorted by ID: the file's, in
+// order, with the bucket's merged in.
 func (s *envSources) merged() []operator.Environment {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]operator.Environment, 0, len(s.file)+len(s.bucket))
-	for id, e := range s.file {
-		if _, ok := s.bucket[id]; !ok {
-			out = append(out, e)
+	file := s.file
+	for _, id := range slices.Sorted(maps.Keys(s.bucket)) {
+		n, found := slices.BinarySearchFunc(file, id, func(e operator.Environment, id string) int { return strings.Compare(e.ID, id) })
+		out = append(out, file[:n]...)
+		if found {
+			n++ // the bucket's entry wins
 		}
+		file = file[n:]
+		out = append(out, s.bucket[id])
 	}
-	for _, e := range s.bucket {
-		out = append(out, e)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
+	return append(out, file...)
 }
 
-// loadEnvironments reads the file and the bucket's current entries and
-// builds the manager; it fails when the file cannot be read.
+// loadEnvironments reads the file (unless Config.FileEnvironments holds it)
+// and the bucket's current entries and builds the manager; it fails when
+// the file cannot be read.
 func (b *Bridge) loadEnvironments(ctx context.Context) error {
-	if path := b.cfg.EnvironmentsFile; path != "" {
-		envs, err := operator.LoadEnvironmentsFile(path)
-		if err != nil {
+	envs := b.cfg.FileEnvironments
+	if path := b.cfg.EnvironmentsFile; path != "" && envs == nil {
+		var err error
+		if envs, err = operator.LoadEnvironmentsFile(path); err != nil {
 			return err
 		}
-		for _, e := range envs {
-			b.envs.file[e.ID] = e
-		}
 	}
+	b.envs.setFile(envs)
 	if b.envKV != nil {
 		w, err := b.openEnvWatch(ctx)
 		if err != nil {
@@ -123,7 +140,7 @@ func (b *Bridge) rebuild() error {
 	if err != nil {
 		b.log.Error("environments left out", "err", err)
 	}
-	b.manager.Replace(built.Entries())
+	b.manager.Take(built)
 	b.metrics.environments.Set(float64(b.manager.Len()))
 	b.forgetGone()
 	select {
@@ -190,6 +207,7 @@ func (b *Bridge) watchEnvironments(ctx context.Context) {
 
 func (b *Bridge) applyUpdates(ctx context.Context, w jetstream.KeyWatcher) {
 	for {
+		var batch []jetstream.KeyValueEntry
 		select {
 		case <-ctx.Done():
 			return
@@ -200,19 +218,56 @@ func (b *Bridge) applyUpdates(ctx context.Context, w jetstream.KeyWatcher) {
 			if e == nil {
 				continue
 			}
-			switch e.Operation() {
-			case jetstream.KeyValuePut:
-				b.putBucketEnv(e.Key(), e.Value())
-			default: // delete or purge
-				b.envs.mu.Lock()
-				delete(b.envs.bucket, e.Key())
-				b.envs.mu.Unlock()
-			}
-			if err := b.rebuild(); err != nil {
-				b.log.Error("environments: change not applied", "key", e.Key(), "err", err)
-				continue
-			}
-			b.log.Info("environments changed", "key", e.Key(), "op", e.Operation().String(), "environments", b.manager.Len())
+			batch = append(batch, e)
 		}
+		// What else has arrived (a script putting many environments) goes
+		// into the same rebuild: each rebuild takes every environment.
+		ended := false
+	more:
+		for {
+			select {
+			case e, ok := <-w.Updates():
+				if !ok {
+					ended = true
+					break more
+				}
+				if e != nil {
+					batch = append(batch, e)
+				}
+			default:
+				break more
+			}
+		}
+		b.applyBatch(batch)
+		if ended {
+			return
+		}
+	}
+}
+
+// applyBatch applies the bucket's puts and deletes of batch, in order, and
+// rebuilds the manager once.
+func (b *Bridge) applyBatch(batch []jetstream.KeyValueEntry) {
+	for _, e := range batch {
+		switch e.Operation() {
+		case jetstream.KeyValuePut:
+			b.putBucketEnv(e.Key(), e.Value())
+		default: // delete or purge
+			b.envs.mu.Lock()
+			delete(b.envs.bucket, e.Key())
+			b.envs.mu.Unlock()
+		}
+	}
+	if err := b.rebuild(); err != nil {
+		if len(batch) == 1 {
+			b.log.Error("environments: change not applied", "key", batch[0].Key(), "err", err)
+		} else {
+			b.log.Error("environments: changes not applied", "changes", len(batch), "err", err)
+		}
+		return
+	}
+	n := b.manager.Len()
+	for _, e := range batch {
+		b.log.Info("environments changed", "key", e.Key(), "op", e.Operation().String(), "environments", n)
 	}
 }

@@ -23,11 +23,17 @@ type healthBoard struct {
 	failures map[operator.Operator]int  // consecutive failed checks
 	checking map[operator.Operator]bool // operators with a check under way
 	gauged   map[string]bool            // endpoints with an operator_healthy series
+	slots    chan struct{}              // one per check under way, healthChecksAtOnce at most
 }
+
+// healthChecksAtOnce bounds the health checks under way: with an operator
+// per environment, a round is as many checks as environments.
+const healthChecksAtOnce = 256
 
 func newHealthBoard() *healthBoard {
 	return &healthBoard{env: make(map[string]events.Health), failures: make(map[operator.Operator]int),
-		checking: make(map[operator.Operator]bool), gauged: make(map[string]bool)}
+		checking: make(map[operator.Operator]bool), gauged: make(map[string]bool),
+		slots: make(chan struct{}, healthChecksAtOnce)}
 }
 
 // start marks op's check as under way; false if one already is.
@@ -69,12 +75,26 @@ func (h *healthBoard) last(env string) *events.Health {
 // healthLoop checks every distinct operator (operator.GroupByOperator: one
 // per endpoint, each mock its own) once per HealthInterval, and publishes
 // operator.health for each active environment after its operator's check.
-// The first round checks every endpoint at once, so that health is known
-// within one check's time of the start; later rounds spread the checks over
-// the interval instead of firing them in a burst. A change of the
-// environment set starts a check at once for environments not reported yet.
+// The first round checks every endpoint at once (healthChecksAtOnce at a
+// time) as soon as the bridge is ready, so that health is known within one
+// check's time of the start and thousands of events do not hold up the
+// start; later rounds spread the checks over the interval instead of firing
+// them in a burst. A change of the environment set starts a check at once
+// for environments not reported yet.
 func (b *Bridge) healthLoop(ctx context.Context) {
 	interval := b.cfg.HealthInterval
+	// The first round waits for the bridge to be ready (for healthStartWait
+	// at most): the events of thousands of environments must not hold up
+	// the consumers' start on the same connection.
+	start := time.NewTimer(healthStartWait)
+	select {
+	case <-b.firstReady:
+	case <-start.C:
+	case <-ctx.Done():
+		start.Stop()
+		return
+	}
+	start.Stop()
 	// The first round covers the environments loaded at start.
 	select {
 	case <-b.envs.changed:
@@ -93,7 +113,10 @@ func (b *Bridge) healthLoop(ctx context.Context) {
 				checks.Wait()
 				return
 			}
-			checks.Go(func() { b.checkGroup(ctx, g) })
+			if !b.goCheck(ctx, &checks, g) {
+				checks.Wait()
+				return
+			}
 		}
 		if !b.waitUntil(ctx, round.Add(interval), func() { b.checkNew(ctx, &checks) }) {
 			checks.Wait()
@@ -129,14 +152,31 @@ func (b *Bridge) waitUntil(ctx context.Context, t time.Time, onKick func()) bool
 // health event yet.
 func (b *Bridge) checkNew(ctx context.Context, wg *sync.WaitGroup) {
 	var fresh []operator.Entry
-	for _, e := range b.manager.Entries() {
+	for e := range b.manager.All() {
 		if !e.Environment.Inactive && b.health.last(e.Environment.ID) == nil {
 			fresh = append(fresh, e)
 		}
 	}
 	for _, g := range operator.GroupByOperator(fresh) {
-		wg.Go(func() { b.checkGroup(ctx, g) })
+		if !b.goCheck(ctx, wg, g) {
+			return
+		}
 	}
+}
+
+// goCheck runs g's check on a goroutine of wg once fewer than
+// healthChecksAtOnce are under way; false when ctx ends first.
+func (b *Bridge) goCheck(ctx context.Context, wg *sync.WaitGroup, g operator.OperatorGroup) bool {
+	select {
+	case b.health.slots <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	wg.Go(func() {
+		defer func() { <-b.health.slots }()
+		b.checkGroup(ctx, g)
+	})
+	return true
 }
 
 // checkGroup runs one health check for an endpoint and publishes the health
@@ -163,14 +203,38 @@ func (b *Bridge) checkGroup(ctx context.Context, g operator.OperatorGroup) {
 	now := time.Now().UTC()
 	circuit := b.circuits.State(g.Endpoint).String()
 	// One check may stand for thousands of environments: their events go
-	// out together and are confirmed together. An event's health counts as
-	// known only once it is stored: one that is not is published again at
-	// the next check, and still says changed.
+	// out a window at a time and are confirmed in order, so that they never
+	// stall the connection's asynchronous publishing. An event's health
+	// counts as known only once it is stored: one that is not is published
+	// again at the next check, and still says changed.
 	type sent struct {
 		h events.Health
 		f jetstream.PubAckFuture
 	}
-	pending := make([]sent, 0, len(entries))
+	wait := min(b.cfg.HealthInterval, healthStoreWait)
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	handled := 0 // events stored or given up
+	confirm := func(p sent) bool {
+		select {
+		case <-p.f.Ok():
+			if b.recordHealth(p.h) {
+				b.log.Info("operator health changed", "environment", p.h.Environment, "endpoint", p.h.Endpoint,
+					"healthy", p.h.Healthy, "error", p.h.Error)
+			}
+		case perr := <-p.f.Err():
+			b.log.Warn("health not stored", "environment", p.h.Environment, "err", perr)
+		case <-deadline.C:
+			b.log.Warn("health not stored: no acknowledgement", "endpoint", g.Endpoint,
+				"environments", len(entries)-handled, "waited", wait)
+			return false
+		case <-ctx.Done():
+			return false
+		}
+		handled++
+		return true
+	}
+	pending := make([]sent, 0, min(len(entries), healthWindow))
 	for _, e := range entries {
 		h := events.Health{
 			Environment: e.Environment.ID, Operator: string(e.Operator.Kind()), Endpoint: e.Endpoint,
@@ -184,36 +248,38 @@ func (b *Bridge) checkGroup(ctx context.Context, g operator.OperatorGroup) {
 		msg, merr := events.NewHealth(b.source, h)
 		if merr != nil {
 			b.log.Error("encode health", "environment", h.Environment, "err", merr)
+			handled++
 			continue
+		}
+		if len(pending) == healthWindow {
+			if !confirm(pending[0]) {
+				return
+			}
+			pending = pending[1:] // append moves the window when it reaches its array's end
 		}
 		f, perr := b.js.PublishMsgAsync(msg)
 		if perr != nil {
 			b.log.Warn("health not stored", "environment", h.Environment, "err", perr)
+			handled++
 			continue
 		}
 		pending = append(pending, sent{h, f})
 	}
-	wait := min(b.cfg.HealthInterval, healthStoreWait)
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
-	for i, p := range pending {
-		select {
-		case <-p.f.Ok():
-			if b.recordHealth(p.h) {
-				b.log.Info("operator health changed", "environment", p.h.Environment, "endpoint", p.h.Endpoint,
-					"healthy", p.h.Healthy, "error", p.h.Error)
-			}
-		case perr := <-p.f.Err():
-			b.log.Warn("health not stored", "environment", p.h.Environment, "err", perr)
-		case <-deadline.C:
-			b.log.Warn("health not stored: no acknowledgement", "endpoint", g.Endpoint,
-				"environments", len(pending)-i, "waited", wait)
-			return
-		case <-ctx.Done():
+	for _, p := range pending {
+		if !confirm(p) {
 			return
 		}
 	}
 }
+
+// healthStartWait bounds how long the first health round waits for the
+// bridge to be ready.
+const healthStartWait = 5 * time.Second
+
+// healthWindow bounds a check's health events published and not yet
+// confirmed: well below the JetStream client's bound on asynchronous
+// publishes (4,000), which would otherwise fail the publishes beyond it.
+const healthWindow = 1000
 
 // healthStoreWait bounds the wait for a check's events to be stored (or the
 // health interval, when shorter); what is not confirmed by then is sent
@@ -235,7 +301,7 @@ func (b *Bridge) noteCheck(g operator.OperatorGroup, err error) ([]operator.Entr
 	h := b.health
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var entries []operator.Entry
+	entries := make([]operator.Entry, 0, len(g.Entries))
 	for _, e := range g.Entries {
 		if b.current(e) {
 			entries = append(entries, e)
@@ -278,19 +344,18 @@ func (b *Bridge) recordHealth(health events.Health) bool {
 // operators and endpoints that no active environment uses any more. An
 // environment that comes back starts afresh: its first event says changed.
 func (b *Bridge) forgetGone() {
-	envs := map[string]bool{}
 	ops := map[operator.Operator]bool{}
 	endpoints := map[string]bool{}
-	for _, e := range b.manager.Entries() {
+	for e := range b.manager.All() {
 		if !e.Environment.Inactive {
-			envs[e.Environment.ID], ops[e.Operator], endpoints[e.Endpoint] = true, true, true
+			ops[e.Operator], endpoints[e.Endpoint] = true, true
 		}
 	}
 	h := b.health
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for id := range h.env {
-		if !envs[id] {
+		if _, err := b.manager.Lookup(id); err != nil { // gone or inactive
 			delete(h.env, id)
 		}
 	}

@@ -1,11 +1,19 @@
 package bridge_test
 
 import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -189,6 +197,160 @@ func TestBucketEnvironmentsAtStart(t *testing.T) {
 	r := w.startBridge()
 	if _, err := r.b.Manager().Lookup("env-early"); err != nil {
 		t.Fatalf("env-early not loaded at start: %v", err)
+	}
+}
+
+// Many changes to the bucket in a row (a script registering environments)
+// all take effect, in the order they were made, with the file's
+// environments kept where the bucket has none.
+func TestEnvironmentsFromBucketInBulk(t *testing.T) {
+	w := newWorld(t)
+	r := w.startBridge()
+	kv, err := w.js.KeyValue(t.Context(), "environments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	entry := func(id string, active bool) []byte {
+		return []byte(fmt.Sprintf(`{"id":%q,"type":"pm","operator_url":%q,"active":%v}`, id, w.pm.URL, active))
+	}
+	for i := range n {
+		if _, err := kv.Put(t.Context(), fmt.Sprintf("bulk-%03d", i), entry(fmt.Sprintf("bulk-%03d", i), true)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < n; i += 3 { // every third deleted, every third made inactive
+		if err := kv.Delete(t.Context(), fmt.Sprintf("bulk-%03d", i)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(t.Context(), fmt.Sprintf("bulk-%03d", i+1), entry(fmt.Sprintf("bulk-%03d", i+1), false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := kv.Put(t.Context(), "env-pm", entry("env-pm", false)); err != nil { // over the file's
+		t.Fatal(err)
+	}
+	want := map[string]string{"env-k8s": "active", "env-k8s-2": "active", "env-mock": "active", "env-off": "inactive", "env-pm": "inactive"}
+	for i := range n {
+		switch i % 3 {
+		case 1:
+			want[fmt.Sprintf("bulk-%03d", i)] = "inactive"
+		case 2:
+			want[fmt.Sprintf("bulk-%03d", i)] = "active"
+		}
+	}
+	state := func() map[string]string {
+		got := map[string]string{}
+		for _, e := range r.b.Manager().Entries() {
+			got[e.Environment.ID] = map[bool]string{false: "active", true: "inactive"}[e.Environment.Inactive]
+		}
+		return got
+	}
+	w.eventually(10*time.Second, "every change applied", func() bool { return cmp.Diff(want, state()) == "" })
+	if _, err := r.b.Manager().Lookup("bulk-000"); !errors.Is(err, operator.ErrUnknownEnvironment) {
+		t.Errorf("deleted bulk-000: %v, want unknown", err)
+	}
+	if e, err := r.b.Manager().Lookup("bulk-002"); err != nil || e.Endpoint != w.pm.URL {
+		t.Errorf("bulk-002 = %+v, %v", e, err)
+	}
+}
+
+// Config.FileEnvironments stands for the file, read by the caller: Run does
+// not read the file again.
+func TestFileEnvironmentsGiven(t *testing.T) {
+	w := newWorld(t)
+	envs, err := operator.LoadEnvironmentsFile(w.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(w.file); err != nil {
+		t.Fatal(err)
+	}
+	r := w.startBridge(func(o *bridgeOpts) { o.cfg.FileEnvironments = envs })
+	var got []string
+	for _, e := range r.b.Manager().Entries() {
+		got = append(got, e.Environment.ID)
+	}
+	if diff := cmp.Diff([]string{"env-k8s", "env-k8s-2", "env-mock", "env-off", "env-pm"}, got); diff != "" {
+		t.Errorf("environments (-want +got):\n%s", diff)
+	}
+	if res := w.result(w.deploy("env-pm", events.DeployRequest{App: "a", Version: "v1"})); res.Outcome != events.Succeeded {
+		t.Fatalf("env-pm: %+v", res)
+	}
+}
+
+// One check that stands for more environments than the client publishes
+// at once stores the health of every one of them, once.
+func TestHealthOfManyEnvironmentsOnOneEndpoint(t *testing.T) {
+	w := newWorld(t)
+	const n = 3000
+	file := w.manyEnvironments("many", n, func(int) string { return w.k8s.URL })
+	w.startBridge(func(o *bridgeOpts) { o.cfg.EnvironmentsFile = file })
+	counts := w.healthStored(n)
+	for i := range n {
+		if c := counts[events.HealthSubject(fmt.Sprintf("many-%04d", i))]; c != 1 {
+			t.Fatalf("many-%04d: %d health events stored, want 1", i, c)
+		}
+	}
+}
+
+// manyEnvironments writes a file of n Kubernetes environments, <prefix>-0000
+// on, the i-th's operator at url(i), and returns its path.
+func (w *world) manyEnvironments(prefix string, n int, url func(i int) string) string {
+	w.t.Helper()
+	var list []string
+	for i := range n {
+		list = append(list, fmt.Sprintf(`{"id":"%s-%04d","type":"k8s","operator_url":%q}`, prefix, i, url(i)))
+	}
+	file := filepath.Join(w.dir, prefix+".json")
+	if err := os.WriteFile(file, []byte("["+strings.Join(list, ",")+"]"), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	return file
+}
+
+// healthStored waits until the HEALTH stream holds events of n
+// environments, and returns the number of each one's.
+func (w *world) healthStored(n int) map[string]uint64 {
+	w.t.Helper()
+	stream, err := w.js.Stream(w.t.Context(), events.StreamHealth)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var counts map[string]uint64
+	w.eventually(30*time.Second, "every environment's health stored", func() bool {
+		info, err := stream.Info(w.t.Context(), jetstream.WithSubjectFilter(events.HealthSubject(">")))
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		counts = info.State.Subjects
+		return len(counts) == n
+	})
+	return counts
+}
+
+// With an operator per environment, a round is as many checks as
+// environments: they reach the operators a bounded number at a time, and
+// every environment's health is stored.
+func TestHealthChecksOfManyOperatorsAreBounded(t *testing.T) {
+	w := newWorld(t)
+	var now, most atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		n := now.Add(1)
+		defer now.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(50 * time.Millisecond)
+		rw.Header().Set("Content-Type", "application/json")
+		_, _ = rw.Write([]byte(`{"status":"ok"}`))
+	}))
+	t.Cleanup(srv.Close)
+	const n = 1000
+	file := w.manyEnvironments("own", n, func(i int) string { return fmt.Sprintf("%s/own-%04d", srv.URL, i) })
+	w.startBridge(func(o *bridgeOpts) { o.cfg.EnvironmentsFile = file; o.cfg.OperatorTimeout = 5 * time.Second })
+	w.healthStored(n)
+	if m := most.Load(); m > 256 {
+		t.Errorf("%d health checks at once, want at most 256", m)
 	}
 }
 

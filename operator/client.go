@@ -87,13 +87,21 @@ var _ Operator = (*Client)(nil)
 // NewClient returns a client of an HTTP operator of the given kind at
 // baseURL (http or https, with a host; a path prefix is kept).
 func NewClient(kind Kind, baseURL string, opts ClientOptions) (*Client, error) {
-	routes, ok := RoutesFor(kind)
-	if !ok {
+	if _, ok := RoutesFor(kind); !ok {
 		return nil, fmt.Errorf("operator type %q has no HTTP client", kind)
 	}
 	u, err := parseOperatorURL(baseURL)
 	if err != nil {
 		return nil, err
+	}
+	return newClient(kind, u, opts)
+}
+
+// newClient is NewClient of a URL parseOperatorURL made.
+func newClient(kind Kind, u *url.URL, opts ClientOptions) (*Client, error) {
+	routes, ok := RoutesFor(kind)
+	if !ok {
+		return nil, fmt.Errorf("operator type %q has no HTTP client", kind)
 	}
 	c := &Client{
 		kind:      kind,

@@ -32,14 +32,15 @@
 //   - Factory makes each environment's operator (New, which the original
 //     operator client called CreateOperatorFromEnvironment; NewByType, its
 //     CreateOperatorByType) and a whole Manager (Build, its
-//     InitializeOperators). It keeps one Client,
-//     with its pool of keep-alive connections, per kind and endpoint, shared
-//     by every environment there, and one MockClient per environment. USE_MOCK
-//     is applied there and nowhere else.
+//     InitializeOperators). It keeps one Client per kind and endpoint,
+//     shared by every environment there (the endpoints on one host share a
+//     pool of keep-alive connections), and one MockClient per environment.
+//     USE_MOCK is applied there and nowhere else.
 //   - Manager maps environment IDs to entries for the bridge: Lookup never
-//     waits (an atomic pointer to an immutable map); Replace swaps the whole
-//     set when the environments change, RegisterOperator copies it to change
-//     one. CheckHealth checks every active environment's operator once per
+//     waits (an atomic pointer to an immutable table, sorted by ID and
+//     indexed); Replace swaps the whole set when the environments change,
+//     Take swaps in one a Factory built, All walks it without a copy,
+//     RegisterOperator copies it to change one. CheckHealth checks every active environment's operator once per
 //     endpoint, for the bridge's periodic health events.
 //   - Metrics: an Observer (ClientOptions.Observer, WithObserver) is told
 //     about every call with its duration, HTTP status and error. The package

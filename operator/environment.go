@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -124,50 +124,94 @@ func LoadEnvironmentsFile(path string) ([]Environment, error) {
 // or an object {"environments": [...]}. source names the data in errors. The
 // error reports every bad record (an errors.Join of *EnvironmentError), each
 // naming the source, the record and the field: duplicate IDs, bad ID
-// characters, unknown types, bad operator URLs, unknown fields.
+// characters, unknown types, bad operator URLs, unknown fields. A document
+// that is neither YAML nor JSON is named with the line and column where it
+// stops making sense.
+//
+// A document that starts with "[" or "{" is read as JSON directly (the YAML
+// parser would take tens of times longer over a large file); when it is not
+// valid JSON, it is read as YAML, whose flow style starts the same way.
 func ParseEnvironments(data []byte, source string) ([]Environment, error) {
+	var notJSON *json.SyntaxError
+	if looksLikeJSON(data) {
+		envs, err := parseEnvironmentsJSON(data, source)
+		if !errors.As(err, &notJSON) {
+			return envs, err
+		}
+		// Perhaps YAML's flow style: [{id: env-1, type: k8s}].
+	}
 	js, err := yaml.YAMLToJSON(data)
 	if err != nil {
+		if notJSON != nil {
+			line, col := position(data, notJSON.Offset-1) // the last byte read
+			return nil, fmt.Errorf("%s: neither YAML nor JSON: line %d, column %d: %w", source, line, col, notJSON)
+		}
 		return nil, fmt.Errorf("%s: neither YAML nor JSON: %w", source, err)
 	}
-	js = bytes.TrimSpace(js)
-	if len(js) == 0 || string(js) == "null" {
+	envs, err := parseEnvironmentsJSON(js, source)
+	if errors.As(err, new(*json.SyntaxError)) { // not expected of YAMLToJSON's output
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	return envs, err
+}
+
+// looksLikeJSON reports whether data's first byte after white space opens a
+// JSON array or object.
+func looksLikeJSON(data []byte) bool {
+	data = bytes.TrimLeft(data, " \t\r\n")
+	return len(data) > 0 && (data[0] == '[' || data[0] == '{')
+}
+
+// position is the line and column (1-based; the column in bytes) of
+// data[offset].
+func position(data []byte, offset int64) (line, col int) {
+	before := data[:min(max(offset, 0), int64(len(data)))]
+	return bytes.Count(before, []byte{'\n'}) + 1, len(before) - bytes.LastIndexByte(before, '\n')
+}
+
+// parseEnvironmentsJSON is ParseEnvironments of a JSON document; a document
+// that is not valid JSON gives its *json.SyntaxError as it is.
+func parseEnvironmentsJSON(js []byte, source string) ([]Environment, error) {
+	trimmed := bytes.TrimSpace(js)
+	if len(trimmed) == 0 || string(trimmed) == "null" {
 		return []Environment{}, nil
 	}
-	var list []json.RawMessage
-	switch js[0] {
+	if !json.Valid(js) {
+		return nil, syntaxError(js) // its offset is in js
+	}
+	var list []byte
+	switch trimmed[0] {
 	case '[':
-		if err := json.Unmarshal(js, &list); err != nil {
-			return nil, fmt.Errorf("%s: %w", source, err)
-		}
+		list = trimmed
 	case '{':
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(js, &obj); err != nil {
-			return nil, fmt.Errorf("%s: %w", source, err)
-		}
-		for k := range obj {
-			if k != "environments" {
-				return nil, fmt.Errorf("%s: unknown top-level field %q (want a list, or an object with an \"environments\" list)", source, k)
+		top, _ := members(trimmed, 0, nil)
+		found := false
+		for _, m := range top {
+			if string(m.key) != "environments" {
+				return nil, fmt.Errorf("%s: unknown top-level field %q (want a list, or an object with an \"environments\" list)", source, m.key)
 			}
+			list, found = m.value, true
 		}
-		raw, ok := obj["environments"]
-		if !ok {
+		if !found {
 			return nil, fmt.Errorf("%s: no \"environments\" list", source)
 		}
-		if string(raw) != "null" {
-			if err := json.Unmarshal(raw, &list); err != nil {
-				return nil, fmt.Errorf("%s: \"environments\" is not a list", source)
-			}
+		if string(list) == "null" {
+			return []Environment{}, nil
+		}
+		if list[0] != '[' {
+			return nil, fmt.Errorf("%s: \"environments\" is not a list", source)
 		}
 	default:
 		return nil, fmt.Errorf("%s: want a list of environments, or an object with an \"environments\" list", source)
 	}
+	records := records(list, 0)
 
-	envs := make([]Environment, 0, len(list))
+	envs := make([]Environment, 0, len(records))
 	var errs []*EnvironmentError
-	seen := make(map[string]int, len(list))
-	for i, raw := range list {
-		env, eerrs := decodeEnvironment(raw, source, i)
+	seen := make(map[string]int, len(records))
+	urls := urlChecks{}
+	for i, r := range records {
+		env, eerrs := decodeFields(r, source, i, urls)
 		if len(eerrs) > 0 {
 			errs = append(errs, eerrs...)
 			continue
@@ -199,8 +243,18 @@ func joinEnvErrors(errs []*EnvironmentError) error {
 
 // decodeEnvironment decodes and validates one record, reporting every bad field.
 func decodeEnvironment(data []byte, source string, index int) (Environment, []*EnvironmentError) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
+	var r jsonRecord
+	if i := skipSpace(data, 0); json.Valid(data) && data[i] == '{' {
+		r.object = true
+		r.members, _ = members(data, i, make([]jsonMember, 0, 8))
+	}
+	return decodeFields(r, source, index, nil)
+}
+
+// decodeFields validates one record, reporting every bad field. urls, when
+// not nil, keeps the checks of operator URLs across records.
+func decodeFields(r jsonRecord, source string, index int, urls urlChecks) (Environment, []*EnvironmentError) {
+	if !r.object {
 		return Environment{}, []*EnvironmentError{{Source: source, Index: index, Message: "not a JSON object"}}
 	}
 	var env Environment
@@ -209,21 +263,20 @@ func decodeEnvironment(data []byte, source string, index int) (Environment, []*E
 		errs = append(errs, &EnvironmentError{Source: source, Index: index, Field: field, Message: fmt.Sprintf(format, args...)})
 	}
 	str := func(field string) (string, bool) {
-		raw, ok := fields[field]
+		raw, ok := r.get(field)
 		if !ok || string(raw) == "null" {
 			return "", false
 		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		s, ok := jsonString(raw)
+		if !ok {
 			bad(field, "must be a string, not %s", snippet(raw))
-			return "", false
 		}
-		return s, true
+		return s, ok
 	}
 
 	id, idOK := str("id")
 	if !idOK {
-		if _, present := fields["id"]; !present || string(fields["id"]) == "null" {
+		if raw, present := r.get("id"); !present || string(raw) == "null" {
 			bad("id", "required")
 		}
 	} else if !validEnvironmentID(id) {
@@ -240,32 +293,34 @@ func decodeEnvironment(data []byte, source string, index int) (Environment, []*E
 			bad("type", "%v", err)
 		}
 		env.Type = k
-	} else if raw, present := fields["type"]; !present || string(raw) == "null" {
+	} else if raw, present := r.get("type"); !present || string(raw) == "null" {
 		bad("type", "required")
 	}
 	if u, ok := str("operator_url"); ok && strings.TrimSpace(u) != "" {
-		if _, err := parseOperatorURL(u); err != nil {
+		if err := urls.check(u); err != nil {
 			bad("operator_url", "%v", err)
 		}
 		env.OperatorURL = strings.TrimSpace(u)
 	}
-	if raw, ok := fields["active"]; ok && string(raw) != "null" {
-		var active bool
-		if err := json.Unmarshal(raw, &active); err != nil {
+	if raw, ok := r.get("active"); ok && string(raw) != "null" {
+		switch string(raw) {
+		case "true":
+		case "false":
+			env.Inactive = true
+		default:
 			bad("active", "must be true or false, not %s", snippet(raw))
 		}
-		env.Inactive = !active
 	}
 	var unknown []string
-	for k := range fields {
-		switch k {
+	for _, m := range r.members {
+		switch string(m.key) {
 		case "id", "name", "type", "operator_url", "active":
 		default:
-			unknown = append(unknown, k)
+			unknown = append(unknown, string(m.key))
 		}
 	}
-	sort.Strings(unknown)
-	for _, k := range unknown {
+	slices.Sort(unknown)
+	for _, k := range slices.Compact(unknown) {
 		bad(k, "unknown field")
 	}
 	label := id
@@ -276,4 +331,20 @@ func decodeEnvironment(data []byte, source string, index int) (Environment, []*E
 		e.ID = label
 	}
 	return env, errs
+}
+
+// urlChecks remembers the check of each operator URL: the many
+// environments of a file share a few operators.
+type urlChecks map[string]error
+
+// check checks raw as parseOperatorURL does; c may be nil.
+func (c urlChecks) check(raw string) error {
+	if err, ok := c[raw]; ok {
+		return err
+	}
+	_, err := parseOperatorURL(raw)
+	if c != nil {
+		c[raw] = err
+	}
+	return err
 }

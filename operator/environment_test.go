@@ -49,6 +49,13 @@ environments:
   {"id": "env-002", "name": "prod-pm", "type": "pm", "active": false},
   {"id": "env_003", "type": "mock"}
 ]`},
+		{"yaml flow list", `[{id: env-001, name: prod-k8s, type: k8s, operator_url: "http://k8s-operator:8081"},
+  {id: env-002, name: prod-pm, type: pm, active: false}, {id: env_003, type: mock}]`},
+		{"yaml flow object", `{environments: [{id: env-001, name: prod-k8s, type: k8s, operator_url: "http://k8s-operator:8081"},
+  {id: env-002, name: prod-pm, type: pm, active: false}, {id: env_003, type: mock}]}`},
+		{"json escapes and white space", "\n\t [" + `{"id": "env-\u0030\u00301", "name": "prod\u002dk8s", "type": "KUBERNETES", "operator_url": " http://k8s-operator:8081 "},
+  {"id": "env-002", "name": "prod-pm", "type": "pm", "operator_url": null, "active": false},
+  {"id": "env_003", "name": null, "type": "mock", "active": null}` + "]\r\n"},
 		{"json object", `{"environments": [
   {"id": "env-001", "name": "prod-k8s", "type": "kubernetes", "operator_url": "http://k8s-operator:8081"},
   {"id": "env-002", "name": "prod-pm", "type": "pm", "active": false},
@@ -120,6 +127,17 @@ func TestParseEnvironmentsErrors(t *testing.T) {
 		{"unknown field", `[{"id":"e","type":"k8s","operator-url":"http://h"}]`, 0, "e", "operator-url", "unknown field"},
 		{"not an object", `["env-1"]`, 0, "", "", "not a JSON object"},
 		{"yaml entry", "environments:\n  - id: ok\n    type: k8s\n  - id: e2\n    type: docker\n", 1, "e2", "type", `"docker"`},
+		{"yaml flow entry", "[{id: ok, type: k8s}, {id: e2, type: docker}]", 1, "e2", "type", `"docker"`},
+		{"json object entry", `{"environments": [{"id":"ok","type":"k8s"},{"id":"e2","type":"docker"}]}`, 1, "e2", "type", `"docker"`},
+		{"json null entry", `[{"id":"ok","type":"k8s"},null]`, 1, "", "", "not a JSON object"},
+		{"json number among objects", `[{"id":"ok","type":"k8s"},{"id":"b","type":"pm"},7]`, 2, "", "", "not a JSON object"},
+		{"json list entry", `[[{"id":"ok","type":"k8s"}]]`, 0, "", "", "not a JSON object"},
+		{"json escaped id", `[{"id":"a\u0020b","type":"k8s"}]`, 0, "a b", "id", "is not 1–64 characters"},
+		{"json name not a string", `[{"id":"e","type":"k8s","name":["x"]}]`, 0, "e", "name", `must be a string, not ["x"]`},
+		{"json type not a string", `[{"id":"e","type":true}]`, 0, "e", "type", "must be a string, not true"},
+		{"json active a string", `[{"id":"e","type":"k8s","active":"false"}]`, 0, "e", "active", `must be true or false, not "false"`},
+		{"json key in capitals", `[{"id":"e","ID":"f","type":"k8s"}]`, 0, "e", "ID", "unknown field"},
+		{"json duplicate after many", `[{"id":"a","type":"k8s"},{"id":"b","type":"k8s"},{"id":"c","type":"k8s"},{"id":"b","type":"pm"}]`, 3, "b", "id", "already used by environments[1]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -164,7 +182,12 @@ func TestParseEnvironmentsDocumentErrors(t *testing.T) {
 		{"scalar", `42`, "want a list"},
 		{"unknown top-level", `{"envs": []}`, `unknown top-level field "envs"`},
 		{"no list", `{"environments": 3}`, "not a list"},
-		{"bad yaml", "- id: [unclosed", "neither YAML nor JSON"},
+		{"bad yaml", "- id: [unclosed", "neither YAML nor JSON: yaml: line 1"},
+		{"json scalar entry list", `{"environments": {"id": "e"}}`, "not a list"},
+		{"json missing comma", "[\n  {\"id\": \"a\", \"type\": \"k8s\"},\n  {\"id\": \"b\" \"type\": \"k8s\"}\n]",
+			`neither YAML nor JSON: line 3, column 14: invalid character '"' after object key:value pair`},
+		{"json unclosed", "  {\"environments\": [\n{\"id\": \"a\", \"type\": \"k8s\"}", "neither YAML nor JSON: line 2, column 26: unexpected end of JSON input"},
+		{"json extra brace", `[{"id": "a", "type": "k8s"}}]`, "neither YAML nor JSON: line 1, column 28: invalid character '}' after array element"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,16 +4,18 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 )
 
 // Factory makes the operator of each environment from its record and the
 // Settings (what the original operator client called
 // CreateOperatorFromEnvironment, CreateOperatorByType and
-// InitializeOperators). It keeps one pooled *Client per kind and
-// endpoint, shared by every environment on that endpoint, and one
-// *MockClient per environment ID, whose state survives later builds. It is
-// safe for concurrent use.
+// InitializeOperators). It keeps one *Client per kind and endpoint, shared
+// by every environment on that endpoint; the clients of the endpoints on
+// one host (operators told apart by their paths) share one pool of
+// keep-alive connections. It keeps one *MockClient per environment ID,
+// whose state survives later builds. It is safe for concurrent use.
 type Factory struct {
 	settings Settings
 	roots    *x509.CertPool
@@ -21,12 +23,22 @@ type Factory struct {
 
 	mu      sync.Mutex
 	clients map[clientKey]*Client
+	// written maps a kind and a URL as written, when it is not written as
+	// normalized (clients has those), to its client and normalized URL:
+	// thousands of environments on one operator parse its URL once.
+	written map[clientKey]sharedClient
+	pools   map[string]*http.Client // scheme://host[:port] -> its pool
 	mocks   map[string]*MockClient
 }
 
 type clientKey struct {
 	kind Kind
 	url  string // normalized, with credentials: different credentials, different client
+}
+
+type sharedClient struct {
+	c   *Client
+	url string // normalized
 }
 
 // FactoryOption configures a Factory.
@@ -42,7 +54,8 @@ func NewFactory(s Settings, opts ...FactoryOption) (*Factory, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	f := &Factory{settings: s, clients: make(map[clientKey]*Client), mocks: make(map[string]*MockClient)}
+	f := &Factory{settings: s, clients: make(map[clientKey]*Client), written: make(map[clientKey]sharedClient),
+		pools: make(map[string]*http.Client), mocks: make(map[string]*MockClient)}
 	if s.TLSCA != "" {
 		pool, err := LoadCAFile(s.TLSCA)
 		if err != nil {
@@ -126,7 +139,7 @@ func (f *Factory) Build(envs []Environment) (*Manager, error) {
 		entries = append(entries, e)
 	}
 	m := NewManager()
-	m.Replace(entries)
+	m.replaceWith(entries)
 	return m, errors.Join(errs...)
 }
 
@@ -172,25 +185,40 @@ func (f *Factory) operatorURL(kind Kind, raw string) string {
 // and the effective URL.
 func (f *Factory) client(kind Kind, raw string) (*Client, string, error) {
 	raw = f.operatorURL(kind, raw)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.clients[clientKey{kind: kind, url: raw}]; ok { // written as normalized
+		return c, raw, nil
+	}
+	if s, ok := f.written[clientKey{kind: kind, url: raw}]; ok {
+		return s.c, s.url, nil
+	}
 	u, err := parseOperatorURL(raw)
 	if err != nil {
 		return nil, "", err
 	}
 	key := clientKey{kind: kind, url: u.String()}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if c, ok := f.clients[key]; ok {
-		return c, key.url, nil
+	c, ok := f.clients[key]
+	if !ok {
+		host := u.Scheme + "://" + u.Host
+		hc := f.pools[host]
+		if hc == nil {
+			hc = NewHTTPClient(f.roots)
+			f.pools[host] = hc
+		}
+		c, err = newClient(kind, u, ClientOptions{
+			HTTPClient: hc,
+			Timeout:    f.settings.Timeout,
+			Token:      f.settings.Token,
+			Observer:   f.observer,
+		})
+		if err != nil {
+			return nil, "", err
+		}
+		f.clients[key] = c
 	}
-	c, err := NewClient(kind, key.url, ClientOptions{
-		Timeout:  f.settings.Timeout,
-		Token:    f.settings.Token,
-		RootCAs:  f.roots,
-		Observer: f.observer,
-	})
-	if err != nil {
-		return nil, "", err
+	if raw != key.url {
+		f.written[clientKey{kind: kind, url: raw}] = sharedClient{c: c, url: key.url}
 	}
-	f.clients[key] = c
 	return c, key.url, nil
 }

@@ -2,7 +2,11 @@ package operator_test
 
 import (
 	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -212,5 +216,64 @@ func TestParseKind(t *testing.T) {
 				t.Errorf("error %q does not name %q", err, tt.in)
 			}
 		})
+	}
+}
+
+// Operators told apart by their paths on one host (one per environment)
+// get clients of their own that share the host's keep-alive connections;
+// another host gets its own.
+func TestFactorySharesConnectionsPerHost(t *testing.T) {
+	var mu sync.Mutex
+	conns := map[string]int{} // server -> connections opened
+	var paths []string
+	server := func(name string) *httptest.Server {
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			paths = append(paths, name+r.URL.Path)
+			mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"status":"ok"}`))
+		}))
+		srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				mu.Lock()
+				conns[name]++
+				mu.Unlock()
+			}
+		}
+		srv.Start()
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	one, other := server("one"), server("other")
+	f := newFactory(t, operator.DefaultSettings())
+	envs := []operator.Environment{
+		{ID: "a", Type: operator.Kubernetes, OperatorURL: one.URL + "/env-a"},
+		{ID: "b", Type: operator.Kubernetes, OperatorURL: one.URL + "/env-b"},
+		{ID: "c", Type: operator.Kubernetes, OperatorURL: other.URL + "/env-c"},
+	}
+	m, err := f.Build(envs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := m.Lookup("a")
+	b, _ := m.Lookup("b")
+	if a.Operator == b.Operator || a.Endpoint == b.Endpoint {
+		t.Fatalf("a and b share a client: %+v, %+v", a, b)
+	}
+	for range 3 {
+		for _, id := range []string{"a", "b", "c"} {
+			if err := m.HealthCheck(t.Context(), id); err != nil {
+				t.Fatalf("%s: %v", id, err)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff(map[string]int{"one": 1, "other": 1}, conns); diff != "" {
+		t.Errorf("connections opened (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"one/env-a/health", "one/env-b/health", "other/env-c/health"}, paths[:3]); diff != "" {
+		t.Errorf("paths called (-want +got):\n%s", diff)
 	}
 }

@@ -2,10 +2,15 @@ package operator_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/boreas/operator-bridge/operator"
 )
@@ -82,5 +87,53 @@ func FuzzClientResponse(f *testing.F) {
 			}
 		}
 		t.Fatalf("HTTP %d: Reason %v, want one of %v (%v)", code, oe.Reason, want, err)
+	})
+}
+
+// FuzzParseEnvironments: any document parses or fails naming its source;
+// what parses is valid and reads back the same; and a JSON list decoded in
+// one pass gives the errors it gives record by record (forced by a last
+// element that is not an object).
+func FuzzParseEnvironments(f *testing.F) {
+	f.Add([]byte(`[{"id":"a","type":"k8s","operator_url":"http://h:1"},{"id":"b","type":"pm","active":false}]`))
+	f.Add([]byte(`{"environments":[{"id":"a","type":"mock","name":"x\u00e9"},{"id":"a","type":"mock"}]}`))
+	f.Add([]byte(`[{"id":"a b","type":"x","extra":1},null,{"type":"pm","active":"no"}]`))
+	f.Add([]byte("- {id: a, type: k8s}\n- {id: b, type: pm, active: false}\n"))
+	f.Add([]byte(`[{id: a, type: k8s}]`))
+	f.Add([]byte("[\n{\"id\": \"a\" \"type\": \"k8s\"}]"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		envs, err := operator.ParseEnvironments(data, "src")
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "src: ") {
+				t.Fatalf("error %q does not start with the source", err)
+			}
+		}
+		for _, e := range envs {
+			js, merr := json.Marshal(e)
+			back, perr := operator.ParseEnvironment(js)
+			if merr != nil || perr != nil || back != e {
+				t.Fatalf("%+v reads back as %+v (%v, %v)", e, back, merr, perr)
+			}
+		}
+		var list []json.RawMessage
+		if json.Unmarshal(data, &list) != nil {
+			return
+		}
+		forced := append(bytes.TrimRight(bytes.TrimSpace(data), "]"), []byte(",0]")...)
+		if len(list) == 0 {
+			forced = []byte("[0]")
+		}
+		_, ferr := operator.ParseEnvironments(forced, "src")
+		var want []string
+		if err != nil {
+			want = strings.Split(err.Error(), "\n")
+		}
+		want = append(want, fmt.Sprintf("src: environments[%d]: not a JSON object", len(list)))
+		if ferr == nil {
+			t.Fatalf("%q parsed", forced)
+		}
+		if diff := cmp.Diff(want, strings.Split(ferr.Error(), "\n")); diff != "" {
+			t.Errorf("errors record by record (-one pass +record by record):\n%s", diff)
+		}
 	})
 }

@@ -2,6 +2,7 @@ package operator
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -68,18 +69,14 @@ func lookupKind(k Kind) (kindSpec, bool) {
 // value and the accepted ones.
 func ParseKind(s string) (Kind, error) {
 	v := strings.ToLower(strings.TrimSpace(s))
-	var names []string
 	for _, spec := range kinds {
-		if v == string(spec.kind) {
+		if v == string(spec.kind) || slices.Contains(spec.aliases, v) {
 			return spec.kind, nil
 		}
-		names = append(names, string(spec.kind))
-		for _, a := range spec.aliases {
-			if v == a {
-				return spec.kind, nil
-			}
-			names = append(names, a)
-		}
+	}
+	var names []string
+	for _, spec := range kinds {
+		names = append(append(names, string(spec.kind)), spec.aliases...)
 	}
 	return "", fmt.Errorf("unknown operator type %q (want one of %s)", s, strings.Join(names, ", "))
 }

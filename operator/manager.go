@@ -3,7 +3,10 @@ package operator
 import (
 	"context"
 	"fmt"
+	"iter"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,19 +26,57 @@ type Entry struct {
 // whole set at once and RegisterOperator copies it. The zero Manager is
 // empty and ready to use; it is safe for concurrent use.
 type Manager struct {
-	snap atomic.Pointer[map[string]Entry]
+	snap atomic.Pointer[table]
 	mu   sync.Mutex // serializes writers
+}
+
+// table is one snapshot: the entries sorted by ID, and where each ID is.
+type table struct {
+	sorted []Entry
+	index  map[string]int
+}
+
+// newTable makes the table of sorted, entries sorted by ID with unique IDs.
+func newTable(sorted []Entry) *table {
+	t := &table{sorted: sorted, index: make(map[string]int, len(sorted))}
+	for i, e := range sorted {
+		t.index[e.Environment.ID] = i
+	}
+	return t
+}
+
+func (t *table) lookup(id string) (Entry, bool) {
+	if t == nil {
+		return Entry{}, false
+	}
+	i, ok := t.index[id]
+	if !ok {
+		return Entry{}, false
+	}
+	return t.sorted[i], true
+}
+
+func (t *table) entries() []Entry {
+	if t == nil {
+		return nil
+	}
+	return t.sorted
+}
+
+func compareIDs(a, b Entry) int { return strings.Compare(a.Environment.ID, b.Environment.ID) }
+
+// sortedUnique reports whether entries are sorted by ID, each ID once.
+func sortedUnique(entries []Entry) bool {
+	for i := 1; i < len(entries); i++ {
+		if entries[i-1].Environment.ID >= entries[i].Environment.ID {
+			return false
+		}
+	}
+	return true
 }
 
 // NewManager returns an empty manager.
 func NewManager() *Manager { return new(Manager) }
-
-func (m *Manager) entries() map[string]Entry {
-	if p := m.snap.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
 
 // RegisterOperator adds op as the operator of env, replacing any entry with
 // the same ID.
@@ -43,29 +84,57 @@ func (m *Manager) RegisterOperator(env Environment, op Operator) {
 	e := Entry{Environment: env, Operator: op, Endpoint: endpointOf(env, op)}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	old := m.entries()
-	next := make(map[string]Entry, len(old)+1)
-	for k, v := range old {
-		next[k] = v
+	old := m.snap.Load().entries()
+	i, found := slices.BinarySearchFunc(old, e, compareIDs)
+	next := make([]Entry, 0, len(old)+1)
+	next = append(append(append(next, old[:i]...), e), old[i:]...)
+	if found {
+		next = slices.Delete(next, i+1, i+2)
 	}
-	next[env.ID] = e
-	m.snap.Store(&next)
+	m.snap.Store(newTable(next))
 }
 
 // Replace makes entries the manager's whole set, atomically. For the same
 // ID, the later entry wins. An entry without an Endpoint gets one as in
 // RegisterOperator.
 func (m *Manager) Replace(entries []Entry) {
-	next := make(map[string]Entry, len(entries))
-	for _, e := range entries {
+	m.replaceWith(slices.Clone(entries))
+}
+
+// replaceWith is Replace of entries that m may keep, and sort in place.
+func (m *Manager) replaceWith(sorted []Entry) {
+	for i, e := range sorted {
 		if e.Endpoint == "" {
-			e.Endpoint = endpointOf(e.Environment, e.Operator)
+			sorted[i].Endpoint = endpointOf(e.Environment, e.Operator)
 		}
-		next[e.Environment.ID] = e
+	}
+	// Entries sorted by ID with unique IDs, as Factory.Build makes them,
+	// need no sorting.
+	if !sortedUnique(sorted) {
+		slices.SortStableFunc(sorted, compareIDs)
+		// The last of each run of one ID wins.
+		out := sorted[:0]
+		for i, e := range sorted {
+			if i+1 < len(sorted) && sorted[i+1].Environment.ID == e.Environment.ID {
+				continue
+			}
+			out = append(out, e)
+		}
+		clear(sorted[len(out):])
+		sorted = out
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.snap.Store(&next)
+	m.snap.Store(newTable(sorted))
+}
+
+// Take makes from's set m's whole set, atomically, as Replace(from.Entries())
+// would, without copying it (a Manager's snapshot never changes once made).
+func (m *Manager) Take(from *Manager) {
+	t := from.snap.Load()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.snap.Store(t)
 }
 
 // endpointOf is op's Endpoint when it has one, else env's URL without
@@ -84,7 +153,7 @@ func endpointOf(env Environment, op Operator) string {
 // when there is none, and with ErrEnvironmentInactive (returning the entry
 // too) when the environment is inactive.
 func (m *Manager) Lookup(envID string) (Entry, error) {
-	e, ok := m.entries()[envID]
+	e, ok := m.snap.Load().lookup(envID)
 	if !ok {
 		return Entry{}, fmt.Errorf("%w %q", ErrUnknownEnvironment, envID)
 	}
@@ -96,17 +165,25 @@ func (m *Manager) Lookup(envID string) (Entry, error) {
 
 // Entries returns every entry, sorted by environment ID.
 func (m *Manager) Entries() []Entry {
-	cur := m.entries()
-	out := make([]Entry, 0, len(cur))
-	for _, e := range cur {
-		out = append(out, e)
+	cur := m.snap.Load().entries()
+	return append(make([]Entry, 0, len(cur)), cur...)
+}
+
+// All yields every entry, sorted by environment ID, as the set was when All
+// was called, without copying them.
+func (m *Manager) All() iter.Seq[Entry] {
+	cur := m.snap.Load().entries()
+	return func(yield func(Entry) bool) {
+		for _, e := range cur {
+			if !yield(e) {
+				return
+			}
+		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Environment.ID < out[j].Environment.ID })
-	return out
 }
 
 // Len returns the number of environments.
-func (m *Manager) Len() int { return len(m.entries()) }
+func (m *Manager) Len() int { return len(m.snap.Load().entries()) }
 
 // Apply applies req with envID's operator.
 func (m *Manager) Apply(ctx context.Context, envID string, req ApplyRequest) (ApplyResponse, error) {
@@ -199,15 +276,19 @@ type OperatorGroup struct {
 // GroupByOperator groups the active entries by the operator they share,
 // sorted by endpoint, then by the first environment's ID.
 func GroupByOperator(entries []Entry) []OperatorGroup {
-	idx := map[string]int{}
+	type groupKey struct {
+		kind          Kind
+		endpoint, env string
+	}
+	idx := map[groupKey]int{}
 	var groups []OperatorGroup
 	for _, e := range entries {
 		if e.Environment.Inactive {
 			continue
 		}
-		key := string(e.Operator.Kind()) + " " + e.Endpoint
+		key := groupKey{kind: e.Operator.Kind(), endpoint: e.Endpoint}
 		if e.Endpoint == "" || e.Endpoint == MockEndpoint {
-			key = "env " + e.Environment.ID // each mock is its own operator
+			key = groupKey{env: e.Environment.ID} // each mock is its own operator
 		}
 		i, ok := idx[key]
 		if !ok {

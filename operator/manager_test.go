@@ -111,6 +111,96 @@ func TestManagerCopyOnWrite(t *testing.T) {
 	}
 }
 
+// Replace takes entries in any order; for one ID the later wins, and what
+// Entries returns is the caller's to change.
+func TestManagerReplace(t *testing.T) {
+	entry := func(id string, active bool) operator.Entry {
+		return operator.Entry{Environment: env(id, operator.Mock, active), Operator: operator.NewMockClient()}
+	}
+	tests := []struct {
+		name    string
+		entries []operator.Entry
+		want    []string
+	}{
+		{"sorted", []operator.Entry{entry("a", true), entry("b", true), entry("c", false)}, []string{"a:true", "b:true", "c:false"}},
+		{"unsorted", []operator.Entry{entry("c", true), entry("a", false), entry("b", true)}, []string{"a:false", "b:true", "c:true"}},
+		{"later wins, sorted", []operator.Entry{entry("a", true), entry("a", false), entry("b", true)}, []string{"a:false", "b:true"}},
+		{"later wins, unsorted", []operator.Entry{entry("b", false), entry("a", true), entry("b", true), entry("a", false), entry("b", false)},
+			[]string{"a:false", "b:false"}},
+		{"none", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := operator.NewManager()
+			m.Replace(tt.entries)
+			var got []string
+			for _, e := range m.Entries() {
+				got = append(got, fmt.Sprintf("%s:%v", e.Environment.ID, !e.Environment.Inactive))
+				if l, _ := m.Lookup(e.Environment.ID); l.Operator != e.Operator || l.Environment != e.Environment {
+					t.Errorf("Lookup(%s) = %+v, Entries has %+v", e.Environment.ID, l, e)
+				}
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Entries (-want +got):\n%s", diff)
+			}
+			if m.Len() != len(tt.want) {
+				t.Errorf("Len = %d, want %d", m.Len(), len(tt.want))
+			}
+			if es := m.Entries(); len(es) > 0 {
+				es[0].Environment.ID = "changed"
+				if m.Entries()[0].Environment.ID == "changed" {
+					t.Error("changing what Entries returned changed the manager")
+				}
+			}
+		})
+	}
+}
+
+// Take makes another manager's set the whole set; All yields it sorted, as
+// it was when it started.
+func TestManagerTakeAndAll(t *testing.T) {
+	ids := func(m *operator.Manager) []string {
+		var out []string
+		for e := range m.All() {
+			out = append(out, e.Environment.ID)
+		}
+		return out
+	}
+	m, built := operator.NewManager(), operator.NewManager()
+	m.RegisterOperator(env("old", operator.Mock, true), operator.NewMockClient())
+	built.Replace([]operator.Entry{
+		{Environment: env("b", operator.Mock, true), Operator: operator.NewMockClient()},
+		{Environment: env("a", operator.Mock, false), Operator: operator.NewMockClient()},
+	})
+	all := m.All()
+	m.Take(built)
+	if diff := cmp.Diff([]string{"a", "b"}, ids(m)); diff != "" {
+		t.Errorf("after Take (-want +got):\n%s", diff)
+	}
+	if _, err := m.Lookup("old"); !errors.Is(err, operator.ErrUnknownEnvironment) {
+		t.Errorf("old survived Take: %v", err)
+	}
+	if _, err := m.Lookup("a"); !errors.Is(err, operator.ErrEnvironmentInactive) {
+		t.Errorf("Lookup(a) after Take: %v, want inactive", err)
+	}
+	var before []string
+	for e := range all {
+		before = append(before, e.Environment.ID)
+	}
+	if diff := cmp.Diff([]string{"old"}, before); diff != "" {
+		t.Errorf("All begun before Take (-want +got):\n%s", diff)
+	}
+	built.RegisterOperator(env("c", operator.Mock, true), operator.NewMockClient())
+	if diff := cmp.Diff([]string{"a", "b"}, ids(m)); diff != "" {
+		t.Errorf("a change to the other manager showed (-want +got):\n%s", diff)
+	}
+	var zero operator.Manager
+	m.Take(&zero)
+	if m.Len() != 0 || len(ids(m)) != 0 {
+		t.Errorf("after taking an empty manager: %v", ids(m))
+	}
+}
+
 func TestManagerZeroValue(t *testing.T) {
 	var m operator.Manager
 	if _, err := m.Lookup("x"); !errors.Is(err, operator.ErrUnknownEnvironment) || m.Len() != 0 || len(m.Entries()) != 0 {

@@ -85,6 +85,7 @@ type servePlan struct {
 	cfg      serveConfig
 	settings operator.Settings
 	factory  *operator.Factory
+	envs     []operator.Environment // the environments file, read and checked
 }
 
 // prepareServe checks what the configuration names: the operators' CA file,
@@ -105,7 +106,7 @@ func prepareServe(cfg serveConfig) (servePlan, error) {
 		problems = append(problems, cfg.where(envPrefix+"OPERATOR_TLS_CA")+": "+err.Error())
 	}
 	if cfg.EnvironmentsFile != "" {
-		if _, err := operator.LoadEnvironmentsFile(cfg.EnvironmentsFile); err != nil {
+		if p.envs, err = operator.LoadEnvironmentsFile(cfg.EnvironmentsFile); err != nil {
 			problems = append(problems, cfg.where(envPrefix+"ENVIRONMENTS_FILE")+": "+err.Error())
 		}
 	}
@@ -189,6 +190,7 @@ func serve(ctx context.Context, plan servePlan, log *slog.Logger) error {
 		ExternalStreams:    !cfg.ManageStreams,
 		Replicas:           cfg.Replicas,
 		EnvironmentsFile:   cfg.EnvironmentsFile,
+		FileEnvironments:   plan.envs,
 		EnvironmentsBucket: cfg.EnvironmentsBucket,
 		OperatorTimeout:    cfg.OperatorTimeout,
 		RetryWindow:        cfg.RetryWindow,
