@@ -13,11 +13,14 @@ import (
 // extensions sorted by name. ok is false when the event is one that sdk-go
 // would change or refuse (an id or subject with spaces around it, a source
 // that it would write otherwise, data that does not marshal): the caller
-// leaves it to sdkEvent. TestAppendEvent and FuzzAppendEvent hold the two
-// to the same bytes.
+// leaves it to sdkEvent. TestAppendEvent, TestAppendEventBytes and
+// FuzzAppendEvent hold the two to the same bytes.
 func appendEvent(b []byte, typ, source, id string, t time.Time, ceSubject string, ext extensions, data any) ([]byte, bool) {
 	if id == "" || strings.TrimSpace(id) != id || strings.TrimSpace(ceSubject) != ceSubject || !sourceKept(source) {
 		return nil, false
+	}
+	if _, raw := data.([]byte); raw {
+		return nil, false // sdk-go takes bytes as they are, base64 in the event
 	}
 	d, err := json.Marshal(data)
 	if err != nil {
