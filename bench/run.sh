@@ -26,6 +26,8 @@
 # $BENCH_OUT/bench.json and bench.md. Exit 1 when a request lost or doubled
 # its result; BENCH_STRICT=1 also fails on a missed target.
 #
+# NO_ROLLOUT=1 sends every request with "rollout": false, to measure the
+# bridge without rollout tracking (the bare loop ignores the field).
 # Knobs (environment): REQUESTS (20000), IN_FLIGHT (1000), RATE (2000),
 # RATE_REQUESTS (10000), RUNS (5), REPLICA_RUNS (3), DUP_WAIT (30s), ENVS
 # (4), APPS (50), BENCH_OUT (bench/results), PROFILE_DIR (when set: the
@@ -100,7 +102,7 @@ one() {
   [ "$kind" = rate ] && args=(--requests "$RATE_REQUESTS" --rate "$RATE")
   local before; before=$(op_calls "$op")
   ./bin/operator-bridge bench --nats "$url" "${args[@]}" --envs "$ENVS" --apps "$APPS" --in-flight "$IN_FLIGHT" \
-    --mix realistic --dup-wait "$DUP_WAIT" --wait 2m --pids "$pidlist" --progress off --json >"$work/$side.$run.$kind.json" || true
+    --mix realistic ${NO_ROLLOUT:+--no-rollout} --dup-wait "$DUP_WAIT" --wait 2m --pids "$pidlist" --progress off --json >"$work/$side.$run.$kind.json" || true
   python3 bench/report.py addcalls "$work/$side.$run.$kind.json" "$(( $(op_calls "$op") - before ))"
   printf '  %-8s run %-2s %-4s %s\n' "$side" "$run" "$kind" "$(python3 bench/report.py line "$work/$side.$run.$kind.json")" >&2
 }

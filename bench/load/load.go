@@ -45,6 +45,9 @@ type Config struct {
 	InFlight int     // at most this many requests waiting for their result
 	Rate     float64 // requests per second; 0: as fast as InFlight allows
 	Mix      string  // MixRealistic or MixSimple
+	// NoRollout sends every request with "rollout": false, so that the
+	// bridge does not track its rollout (what that tracking costs).
+	NoRollout bool
 
 	EnvPrefix string
 	// Setup registers the environments as mock environments in the key-value
@@ -257,6 +260,9 @@ publish:
 			}
 		}
 		env, req := traffic.Request(i)
+		if cfg.NoRollout {
+			req.Rollout = &events.Rollout{Off: true}
+		}
 		_, err := batch.Publish(ctx, env, req, events.WithTime(time.Now()))
 		switch {
 		case err == nil:

@@ -286,3 +286,33 @@ func TestProcUsageReadsThisProcess(t *testing.T) {
 		t.Errorf("a process that does not exist measured as %+v", u)
 	}
 }
+
+// With NoRollout the requests say "rollout": false: the bridge applies
+// them and tracks no rollout, so no progress event is stored.
+func TestRunWithoutRolloutTracking(t *testing.T) {
+	url := startBridge(t)
+	nc, client := newClient(t, url)
+	s, err := Run(t.Context(), nc, client, Config{Requests: 40, Envs: 2, Apps: 4, NoRollout: true,
+		Setup: true, Bucket: "environments", DupWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.OK || s.Results != 40 {
+		t.Fatalf("summary %+v", s)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(t.Context(), events.StreamDeploy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(t.Context(), jetstream.WithSubjectFilter(events.PrefixDeployProgress+">"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(info.State.Subjects); n != 0 {
+		t.Errorf("progress events stored on %d subjects: %v", n, info.State.Subjects)
+	}
+}

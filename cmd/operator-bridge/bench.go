@@ -55,6 +55,7 @@ func runBench(ctx context.Context, c *cli, args []string) error {
 	fs.IntVar(&cfg.Envs, "envs", def.Envs, "over `E` environments")
 	fs.IntVar(&cfg.Apps, "apps", def.Apps, "and `A` apps per environment")
 	fs.StringVar(&cfg.Mix, "mix", def.Mix, "traffic `shape`: "+load.MixRealistic+" or "+load.MixSimple+" (see above)")
+	fs.BoolVar(&cfg.NoRollout, "no-rollout", false, `send every request with "rollout": false (no rollout tracking)`)
 	fs.Float64Var(&cfg.Rate, "rate", def.Rate, "requests per second (0: as fast as possible)")
 	fs.IntVar(&cfg.InFlight, "in-flight", def.InFlight, "at most `C` requests waiting for their result")
 	fs.BoolVar(&cfg.Setup, "setup", false, "register the environments as mock environments in the environments bucket first")
