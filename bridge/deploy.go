@@ -39,6 +39,9 @@ type deployJob struct {
 	// resultAt is when its result was stored, for a redelivery that found
 	// its result stored.
 	resultAt time.Time
+	// unsure: the look for its stored result failed, so an earlier
+	// delivery's result may be stored; the next delivery must look again.
+	unsure bool
 	// span is the request's consumer span; nil with tracing off.
 	span trace.Span
 }
@@ -131,6 +134,7 @@ func (b *Bridge) prepare(ctx context.Context, j *deployJob) (finding, time.Durat
 			events.ResultID(env.ID, j.meta.Sequence.Stream), j.meta.Sequence.Stream)
 		if serr != nil {
 			b.failWith(&j.res, fmt.Errorf("looking for a stored result: %w", serr))
+			j.unsure = true
 			return retryable, 0
 		}
 		if stored != nil {
@@ -331,7 +335,7 @@ func (b *Bridge) settleDeploy(ctx context.Context, j *deployJob, f finding, hint
 	defer endSpan(j.span, nil)
 	act, delay := decide(f, time.Since(j.meta.Timestamp), b.cfg.RetryWindow, j.meta.NumDelivered, hint)
 	seq := j.meta.Sequence.Stream
-	if act == nakWithDelay {
+	if act == nakWithDelay && !j.unsure {
 		b.unstored.nakd(seq, j.meta.NumDelivered)
 	} else {
 		b.unstored.done(seq)

@@ -120,9 +120,11 @@ func (b *Bridge) answered(ctx context.Context, stream, subject, id string, after
 }
 
 // unstored remembers the deliveries this replica nak'd without trying to
-// store a result (a retryable failure, a wait): when the next delivery of
-// the same message comes back here, nobody can have stored its result in
-// between, and it need not look. Everything else looks.
+// store a result (a retryable failure, a wait) while knowing that none was
+// stored before (a first delivery, or one that looked): when the next
+// delivery of the same message comes back here, nobody can have stored its
+// result in between, and it need not look. Everything else looks, and so
+// does the delivery after a look that failed.
 type unstored struct {
 	mu sync.Mutex
 	m  map[uint64]uint64 // stream sequence -> delivery count nak'd
