@@ -380,3 +380,55 @@ func TestQueuedRequestIsNotRedelivered(t *testing.T) {
 		}
 	}
 }
+
+// A redelivery whose look for its stored result fails is nak'd, and the
+// delivery after it looks again: an earlier delivery's result may be
+// stored, and the request must be neither applied again nor answered twice
+// (inside the duplicate window JetStream would drop the second result, but
+// not the second apply).
+func TestLookAgainAfterAFailedLook(t *testing.T) {
+	w := newWorld(t)
+	w.startBridge().stop(t) // streams, consumers and buckets made
+	id := w.deploy("env-k8s", events.DeployRequest{App: "shop", Version: "v1", Rollout: &events.Rollout{Off: true}})
+	seq := w.requestSeq("env-k8s", id)
+	// A replica applied it, stored its result and ended before its ack.
+	m := w.takeDelivery()
+	w.storeResultOfDeadReplica(id, seq, "shop", "v1", false)
+	cons, err := w.js.Consumer(t.Context(), events.StreamDeploy, bridge.DeployConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.NakWithDelay(2 * time.Second); err != nil { // its ack wait ends, in short
+		t.Fatal(err)
+	}
+	w.startBridge()
+	// The redelivery's look fails: the stream takes no more consumers.
+	stream, err := w.js.Stream(t.Context(), events.StreamDeploy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	cfg.MaxConsumers = stream.CachedInfo().State.Consumers
+	if _, err := w.js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatalf("limiting the stream's consumers: %v", err)
+	}
+	w.eventually(10*time.Second, "the redelivery", func() bool {
+		ci, err := cons.Info(t.Context())
+		return err == nil && ci.Delivered.Consumer >= 2
+	})
+	time.Sleep(100 * time.Millisecond) // its look failed
+	cfg.MaxConsumers = -1
+	if _, err := w.js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	w.eventually(15*time.Second, "the request acknowledged", func() bool {
+		ci, err := cons.Info(t.Context())
+		return err == nil && ci.NumAckPending == 0 && ci.NumPending == 0
+	})
+	if got := w.storedResults()[id]; len(got) != 1 {
+		t.Fatalf("%d stored results, want the first one only: %+v", len(got), got)
+	}
+	if got := w.k8s.Applied("shop"); len(got) != 0 {
+		t.Errorf("applied again: %v", got)
+	}
+}

@@ -451,14 +451,7 @@ func TestRolloutOfAReplicaThatDiedIsTracked(t *testing.T) {
 		wantMessage string
 	}{
 		{"after storing its result", func(w *world, id string, seq uint64) {
-			res, err := events.NewDeployResult("/test/dead-replica", events.Envelope{ID: id, Environment: "env-k8s"}, seq,
-				events.DeployResult{RequestID: id, Environment: "env-k8s", App: "shop", Version: "v7", Operator: string(operator.Kubernetes),
-					Outcome: events.Succeeded, Success: true, Message: "applied", Attempts: 1})
-			if err != nil {
-				w.t.Fatal(err)
-			}
-			res.Header.Set(events.HeaderBridgeRollout, "tracked")
-			w.publish(res)
+			w.storeResultOfDeadReplica(id, seq, "shop", "v7", true)
 		}, "applied"},
 		{"before storing its result", func(w *world, id string, seq uint64) {
 			kv, err := w.js.KeyValue(w.t.Context(), bridge.OrderBucket)
@@ -482,14 +475,7 @@ func TestRolloutOfAReplicaThatDiedIsTracked(t *testing.T) {
 
 			// The dead replica: it took the delivery, applied it, wrote what
 			// tc.died says, and never acknowledged it.
-			cons, err := w.js.Consumer(t.Context(), events.StreamDeploy, bridge.DeployConsumer)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := w.takeDelivery()
 			if _, err := operator.NewK8sClient(w.k8s.URL).Apply(t.Context(), operator.ApplyRequest{App: "shop", Version: "v7",
 				Deployments: []operator.Deployment{{Version: "v7", Percent: 1}}, RequestID: id, Fence: 1}); err != nil {
 				t.Fatal(err)
@@ -516,63 +502,34 @@ func TestRolloutOfAReplicaThatDiedIsTracked(t *testing.T) {
 	}
 }
 
-// A redelivery whose look for its stored result fails is nak'd, and the
-// delivery after it looks again: an earlier delivery's result may be
-// stored, and the request must be neither applied again nor answered twice
-// (inside the duplicate window JetStream would drop the second result, but
-// not the second apply).
-func TestLookAgainAfterAFailedLook(t *testing.T) {
-	w := newWorld(t)
-	w.startBridge().stop(t) // streams, consumers and buckets made
-	id := w.deploy("env-k8s", events.DeployRequest{App: "shop", Version: "v1", Rollout: &events.Rollout{Off: true}})
-	seq := w.requestSeq("env-k8s", id)
-	// A replica applied it, stored its result and ended before its ack.
-	cons, err := w.js.Consumer(t.Context(), events.StreamDeploy, bridge.DeployConsumer)
+// takeDelivery takes the next delivery of the deploy consumer, as a replica
+// that is about to die would: the caller decides whether it is ever settled.
+func (w *world) takeDelivery() jetstream.Msg {
+	w.t.Helper()
+	cons, err := w.js.Consumer(w.t.Context(), events.StreamDeploy, bridge.DeployConsumer)
 	if err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
 	m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
 	if err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
+	return m
+}
+
+// storeResultOfDeadReplica stores the succeeded result that a replica which
+// applied request id (stream sequence seq) stored before it died; tracked
+// marks its rollout as followed, as the bridge does.
+func (w *world) storeResultOfDeadReplica(id string, seq uint64, app, version string, tracked bool) {
+	w.t.Helper()
 	res, err := events.NewDeployResult("/test/dead-replica", events.Envelope{ID: id, Environment: "env-k8s"}, seq,
-		events.DeployResult{RequestID: id, Environment: "env-k8s", App: "shop", Version: "v1", Operator: string(operator.Kubernetes),
+		events.DeployResult{RequestID: id, Environment: "env-k8s", App: app, Version: version, Operator: string(operator.Kubernetes),
 			Outcome: events.Succeeded, Success: true, Message: "applied", Attempts: 1})
 	if err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
+	}
+	if tracked {
+		res.Header.Set(events.HeaderBridgeRollout, "tracked")
 	}
 	w.publish(res)
-	if err := m.NakWithDelay(2 * time.Second); err != nil { // its ack wait ends, in short
-		t.Fatal(err)
-	}
-	w.startBridge()
-	// The redelivery's look fails: the stream takes no more consumers.
-	stream, err := w.js.Stream(t.Context(), events.StreamDeploy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := stream.CachedInfo().Config
-	cfg.MaxConsumers = stream.CachedInfo().State.Consumers
-	if _, err := w.js.UpdateStream(t.Context(), cfg); err != nil {
-		t.Fatalf("limiting the stream's consumers: %v", err)
-	}
-	w.eventually(10*time.Second, "the redelivery", func() bool {
-		ci, err := cons.Info(t.Context())
-		return err == nil && ci.Delivered.Consumer >= 2
-	})
-	time.Sleep(100 * time.Millisecond) // its look failed
-	cfg.MaxConsumers = -1
-	if _, err := w.js.UpdateStream(t.Context(), cfg); err != nil {
-		t.Fatal(err)
-	}
-	w.eventually(15*time.Second, "the request acknowledged", func() bool {
-		ci, err := cons.Info(t.Context())
-		return err == nil && ci.NumAckPending == 0 && ci.NumPending == 0
-	})
-	if got := w.storedResults()[id]; len(got) != 1 {
-		t.Fatalf("%d stored results, want the first one only: %+v", len(got), got)
-	}
-	if got := w.k8s.Applied("shop"); len(got) != 0 {
-		t.Errorf("applied again: %v", got)
-	}
 }
