@@ -70,9 +70,13 @@ say "built $image from the Dockerfile's final stage (FROM scratch, no registry)"
 inspect() { "${podman[@]}" image inspect --format "$1" "$image"; }
 user=$(inspect '{{.Config.User}}')
 case "$user" in "" | 0 | 0:* | root | root:*) fail "the image runs as root (User=\"$user\")" ;; esac
-inspect '{{range .Config.Env}}{{println .}}{{end}}' | grep -qx 'OPERATOR_BRIDGE_HTTP_ADDR=0.0.0.0:8090' ||
-	fail "OPERATOR_BRIDGE_HTTP_ADDR=0.0.0.0:8090 is not in the image's environment"
-inspect '{{json .Config.ExposedPorts}}' | grep -q '"8090/tcp"' || fail "port 8090 is not exposed"
+# Each output is taken whole before it is searched: with pipefail, grep -q
+# quitting at its match could end the pipe with the writer's SIGPIPE.
+env=$(inspect '{{range .Config.Env}}{{println .}}{{end}}')
+grep -qx 'OPERATOR_BRIDGE_HTTP_ADDR=0.0.0.0:8090' <<<"$env" ||
+	fail "OPERATOR_BRIDGE_HTTP_ADDR=0.0.0.0:8090 is not in the image's environment: $(tr '\n' ' ' <<<"$env")"
+ports=$(inspect '{{json .Config.ExposedPorts}}')
+grep -q '"8090/tcp"' <<<"$ports" || fail "port 8090 is not exposed: $ports"
 [ "$(inspect '{{json .Config.Entrypoint}}')" = '["/operator-bridge"]' ] || fail "entry point $(inspect '{{json .Config.Entrypoint}}')"
 "${podman[@]}" create --name "$name" "$image" >/dev/null
 files=$("${podman[@]}" export "$name" | tar -t | grep -v '/$' | sort | tr '\n' ' ')
@@ -108,7 +112,8 @@ for _ in $(seq 1 60); do
 	sleep 0.5
 done
 [ -n "$healthy" ] || fail "serve in the image: /healthz and /readyz did not answer 200 within 30s; its log: $("${podman[@]}" logs "$name" 2>&1 | tail -5)"
-curl -fsS "http://$http/readyz" | grep -q 'embedded NATS' || fail "/readyz does not say NATS is the embedded server"
+ready=$(curl -fsS "http://$http/readyz")
+grep -q 'embedded NATS' <<<"$ready" || fail "/readyz does not say NATS is the embedded server: $ready"
 "${podman[@]}" stop -t 30 "$name" >/dev/null
 code=$("${podman[@]}" wait "$name" 2>/dev/null | tail -1)
 [ "$code" = 0 ] || fail "serve in the image exited $code on SIGTERM; its log: $("${podman[@]}" logs "$name" 2>&1 | tail -5)"
