@@ -100,7 +100,7 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 		inbox:    ForwardPrefix + hex.EncodeToString(nonce),
 		manager:  operator.NewManager(),
 		envs:     newEnvSources(),
-		keys:     newKeyQueues(keyQueueLen, maxHeld(cfg.MaxInFlight)),
+		keys:     newKeyQueues(perKeyQueue(cfg.MaxInFlight), maxHeld(cfg.MaxInFlight)),
 		health:   newHealthBoard(),
 		progress: newProgress(),
 		tasks:    make(chan task),
@@ -121,19 +121,22 @@ func New(nc *nats.Conn, factory Factory, cfg Config) (*Bridge, error) {
 // maxHeld bounds the messages the bridge holds (delivered, not yet settled):
 // its workers' and four times as many waiting in key queues. All key queues
 // together may take that much too: when the bridge holds that much, the
-// consumer stops pulling (dispatch), so no request is sent back for want of
+// consumer stops pulling (pull), so no request is sent back for want of
 // room and comes back after newer ones of its key. Only a key's own queue,
 // full, sends requests back: a hot key never fills the bridge.
 func maxHeld(maxInFlight int) int { return 5 * maxInFlight }
+
+// perKeyQueue bounds one key's queue: keyQueueLen, or less when MaxInFlight
+// is small, so a key's owner and queue leave room for MaxInFlight requests
+// of other keys.
+func perKeyQueue(maxInFlight int) int {
+	return min(keyQueueLen, maxHeld(maxInFlight)-maxInFlight-1)
+}
 
 // afterWork is the part of a shutdown grace kept for what follows the
 // in-flight requests: freeing order leases (sweepTimeout) and closing the
 // ops server.
 func afterWork(grace time.Duration) time.Duration { return min(3*time.Second, grace/4) }
-
-// drainTimeout bounds how long a consumer hands over what the client
-// buffered at shutdown; what is left is redelivered after the ack wait.
-const drainTimeout = time.Second
 
 // Circuit settings: a few consecutive unavailable answers open an endpoint's
 // circuit; after the cool-down one probe call is let through.
@@ -323,19 +326,19 @@ func (b *Bridge) runWorkers(work context.Context) {
 	}
 }
 
-// dispatch hands m to a worker, holding it (kept in progress) while it waits
-// for one; when the bridge stops first, m is nak'd. While the bridge holds
-// as many messages as its workers and key queues take, dispatch waits: the
-// consumer then stops pulling, and nothing waits unseen in its buffer for
-// long.
+// dispatch hands m to a worker once the bridge has room for it, keeping it
+// in progress from the moment it is delivered; when the bridge stops first,
+// m is nak'd. While the bridge holds as many messages as its workers and key
+// queues take, dispatch waits for room.
 func (b *Bridge) dispatch(m jetstream.Msg, h handler) {
+	b.hold(m)
 	select {
 	case b.held <- struct{}{}:
 	case <-b.stopping:
 		_ = m.Nak()
+		b.unhold(m)
 		return
 	}
-	b.hold(m)
 	select {
 	case b.tasks <- task{m: m, h: h}:
 	case <-b.stopping:
@@ -351,16 +354,60 @@ func (b *Bridge) hold(m jetstream.Msg) {
 	b.progress.add(m)
 }
 
-// release ends what hold (and dispatch) began.
-func (b *Bridge) release(m jetstream.Msg) {
+// unhold ends what hold began.
+func (b *Bridge) unhold(m jetstream.Msg) {
 	b.progress.remove(m)
 	b.metrics.inFlight.Dec()
+}
+
+// release ends what dispatch began.
+func (b *Bridge) release(m jetstream.Msg) {
+	b.unhold(m)
 	<-b.held
 }
 
+// room waits until the bridge has room for least more messages, and says
+// for how many, up to most; 0 when stop ends first.
+func (b *Bridge) room(stop <-chan struct{}, least, most int) int {
+	n := 0
+	defer func() { // a count only: the room is not kept
+		for range n {
+			<-b.held
+		}
+	}()
+	for n < least {
+		select {
+		case b.held <- struct{}{}:
+			n++
+		case <-stop:
+			return 0
+		}
+	}
+	for n < most {
+		select {
+		case b.held <- struct{}{}:
+			n++
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+// Pull requests: each lasts pullWait, of which the server waits for
+// messages all but a tenth (so its end, not the client's deadline, closes
+// the fetch), and sends a heartbeat every pullHeartbeat while it has none: a
+// request lost with a connection or a server is noticed within two. After
+// an error the next request waits pullPause.
+const (
+	pullWait      = 5 * time.Second
+	pullHeartbeat = time.Second
+	pullPause     = 250 * time.Millisecond
+)
+
 // consumeLoop consumes stream's durable consumer until stop ends, handing
-// each message to h on its own goroutine within the MAX_IN_FLIGHT limit. A
-// consumer that disappears (deleted, stream recreated) is created again.
+// each message to h on a worker within the bridge's bounds. A consumer that
+// disappears (deleted, stream recreated) is created again.
 func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handler) {
 	for {
 		cons, err := b.ensureConsumer(stop, stream)
@@ -382,51 +429,83 @@ func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handle
 			default:
 			}
 		}
-		cc, err := cons.Consume(func(m jetstream.Msg) {
-			if b.isStopping() {
-				_ = m.Nak()
-				return
-			}
-			b.dispatch(m, h)
-		},
-			// The client buffers up to MAX_IN_FLIGHT messages ahead of
-			// this callback (what it holds is bounded by dispatch). Default
-			// pull expiry and heartbeat: the bridge connects over TCP.
-			jetstream.PullMaxMessages(b.cfg.MaxInFlight),
-			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-				if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-					signal()
-				}
-			}))
+		b.setConsumerReady(stream, true)
+		recreate := b.watchConsumer(stop, cons, signal)
+		b.pull(stop, stream, cons, h, lost)
+		recreate()
+		if stop.Err() != nil {
+			return
+		}
+		b.setConsumerReady(stream, false)
+		b.log.Warn("consumer lost: creating it again", "stream", stream)
+	}
+}
+
+// pull fetches cons's messages for h while the bridge has room for them,
+// until stop ends or the consumer is lost. Each pull request asks for as
+// many messages as the bridge has room for when it is sent (an idle request
+// keeps none of that room from the other stream). A delivered message is
+// kept in progress at once and goes to a worker as soon as there is room:
+// nothing waits unseen in a client buffer while its ack wait runs out.
+//
+// A loop of Fetch rather than Consume: nats.go's Consume (v1.55 and v1.56)
+// skips its refill check while its previous pull request is still being
+// sent; when the last messages of a batch are handled in that moment, it
+// pulls nothing more until its missed-heartbeat check 30 s later, with
+// messages waiting (bench showed such 30 s stalls). A fetch is one pull
+// request with nothing carried over to the next.
+func (b *Bridge) pull(stop context.Context, stream string, cons jetstream.Consumer, h handler, lost <-chan struct{}) {
+	most := b.cfg.MaxInFlight
+	least := max(1, most/8) // no request for a few messages while the bridge is full
+	for {
+		n := b.room(stop.Done(), least, most)
+		if n == 0 {
+			return
+		}
+		// Stopping ends the request at once: its subscription goes, and
+		// with it the server's interest in delivering to it.
+		ctx, cancel := context.WithTimeout(stop, pullWait)
+		batch, err := cons.Fetch(n, jetstream.FetchContext(ctx), jetstream.FetchHeartbeat(pullHeartbeat))
 		if err != nil {
-			b.setConsumerReady(stream, false)
-			b.log.Error("consume", "stream", stream, "err", err)
-			if !sleep(stop, time.Second) {
+			cancel()
+			b.log.Warn("pull request", "stream", stream, "err", err)
+			if !sleep(stop, pullPause) {
 				return
 			}
 			continue
 		}
-		b.setConsumerReady(stream, true)
-		recreate := b.watchConsumer(stop, cons, signal)
-		select {
-		case <-stop.Done():
-			// Drain hands what the client buffered to the handler (which
-			// naks it, stopping); a connection that is down cannot drain,
-			// so it is bounded by the grace.
-			cc.Drain()
-			select {
-			case <-cc.Closed():
-			case <-time.After(min(drainTimeout, b.cfg.ShutdownGrace/4)):
-				cc.Stop()
-			}
-			recreate()
+		b.take(batch, h)
+		cancel()
+		err = batch.Error()
+		switch {
+		case err == nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, jetstream.ErrConsumerLeadershipChanged):
+		case stop.Err() != nil:
 			return
-		case <-lost:
-			b.setConsumerReady(stream, false)
-			b.log.Warn("consumer lost: creating it again", "stream", stream)
-			cc.Stop()
-			recreate()
+		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
+			return
+		default:
+			b.log.Warn("pull request", "stream", stream, "err", err)
+			if !sleep(stop, pullPause) {
+				return
+			}
 		}
+		select {
+		case <-lost:
+			return
+		default:
+		}
+	}
+}
+
+// take hands batch's messages to h; once the bridge is stopping, they are
+// nak'd for another replica to take.
+func (b *Bridge) take(batch jetstream.MessageBatch, h handler) {
+	for m := range batch.Messages() {
+		if b.isStopping() {
+			_ = m.Nak()
+			continue
+		}
+		b.dispatch(m, h)
 	}
 }
 

@@ -85,7 +85,7 @@ func (b *Bridge) handleDeploy(ctx context.Context, m jetstream.Msg) {
 	case queued:
 		return
 	case full:
-		b.failWith(&j.res, fmt.Errorf("%d requests of %s/%s already wait in this replica", keyQueueLen, j.res.Environment, j.res.App))
+		b.failWith(&j.res, fmt.Errorf("%d requests of %s/%s already wait in this replica", b.keys.perKey, j.res.Environment, j.res.App))
 		j.waited = "the queue of its environment and app"
 		b.settleDeploy(ctx, j, blocked, keyFullDelay)
 		return
