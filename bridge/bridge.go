@@ -260,8 +260,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 	})
 
 	var loops sync.WaitGroup
-	loops.Go(func() { b.consumeLoop(ctx, work, events.StreamDeploy, b.handleDeploy) })
-	loops.Go(func() { b.consumeLoop(ctx, work, events.StreamStatus, b.handleStatusQuery) })
+	loops.Go(func() { b.consumeLoop(ctx, events.StreamDeploy, b.handleDeploy) })
+	loops.Go(func() { b.consumeLoop(ctx, events.StreamStatus, b.handleStatusQuery) })
 	loops.Go(func() { b.healthLoop(ctx) })
 	loops.Go(func() { b.rollouts.run(ctx) }) // rollout tracking (issue 12)
 	if b.envKV != nil {
@@ -408,7 +408,7 @@ const (
 // consumeLoop consumes stream's durable consumer until stop ends, handing
 // each message to h on a worker within the bridge's bounds. A consumer that
 // disappears (deleted, stream recreated) is created again.
-func (b *Bridge) consumeLoop(stop, work context.Context, stream string, h handler) {
+func (b *Bridge) consumeLoop(stop context.Context, stream string, h handler) {
 	for {
 		cons, err := b.ensureConsumer(stop, stream)
 		if err != nil {
