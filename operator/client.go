@@ -495,12 +495,13 @@ func decodeObject(data []byte, v any) error {
 	if trimmed[0] != '{' {
 		return fmt.Errorf("answer is not a JSON object: %s", snippet(trimmed))
 	}
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	if err := dec.Decode(v); err != nil {
+	// Unmarshal takes exactly one value: anything after it is a syntax
+	// error (and costs less than a Decoder with its buffer).
+	if err := json.Unmarshal(trimmed, v); err != nil {
+		if syn := (*json.SyntaxError)(nil); errors.As(err, &syn) && strings.HasSuffix(syn.Error(), "after top-level value") {
+			return fmt.Errorf("answer has data after its JSON object: %s", snippet(trimmed))
+		}
 		return fmt.Errorf("answer is not the documented JSON (%v): %s", err, snippet(trimmed))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("answer has data after its JSON object: %s", snippet(trimmed))
 	}
 	return nil
 }
