@@ -116,7 +116,8 @@ func (c *Client) NewBatch(ctx context.Context, opts BatchOptions) (*Batch, error
 	if err != nil {
 		return nil, fmt.Errorf("batch: results: %w", err)
 	}
-	b.cc, err = cons.Consume(func(m jetstream.Msg) { b.onMessage(m.Headers(), m.Data(), time.Now()) })
+	b.cc, err = cons.Consume(func(m jetstream.Msg) { b.onMessage(m.Headers(), m.Data(), time.Now()) },
+		jetstream.PullHeartbeat(followHeartbeat))
 	if err != nil {
 		return nil, fmt.Errorf("batch: results: %w", err)
 	}

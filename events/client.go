@@ -342,7 +342,7 @@ func (c *Client) findStored(ctx context.Context, env, id string, from uint64, ch
 	if err != nil {
 		return // the live subscription may still bring it
 	}
-	it, err := cons.Messages()
+	it, err := cons.Messages(jetstream.PullHeartbeat(followHeartbeat))
 	if err != nil {
 		return
 	}

@@ -82,6 +82,13 @@ func (w Watched) Health() (Health, error) {
 //		r, err := w.DeployResult()
 //		...
 //	}
+// followHeartbeat is the heartbeat this package's ordered consumers ask for,
+// instead of nats.go's 5 s. nats.go's Consume and Messages (v1.55, v1.56)
+// can miss the moment to pull more, when a batch's last messages are handled
+// while the previous pull request is still being sent; the ordered consumer
+// then starts again only after two missed heartbeats.
+const followHeartbeat = time.Second
+
 func (c *Client) Watch(ctx context.Context, opts WatchOptions) iter.Seq2[Watched, error] {
 	return func(yield func(Watched, error) bool) {
 		stream, cfg, err := opts.consumerConfig()
@@ -96,7 +103,7 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions) iter.Seq2[Watched
 			}
 			return
 		}
-		msgs, err := cons.Messages()
+		msgs, err := cons.Messages(jetstream.PullHeartbeat(followHeartbeat))
 		if err != nil {
 			yield(Watched{}, fmt.Errorf("watch %s: %w", stream, err))
 			return

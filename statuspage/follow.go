@@ -133,7 +133,11 @@ func (p *Page) followOnce(ctx context.Context, f follower, last *uint64) error {
 		return err
 	}
 	// A small buffer: the page needs no throughput, only the latest state.
-	msgs, err := cons.Messages(jetstream.PullMaxMessages(64))
+	// A heartbeat every second, not nats.go's 5 s: nats.go's Messages (v1.55,
+	// v1.56) can miss the moment to pull more when a batch's last messages
+	// are read while its previous pull request is still being sent, and the
+	// ordered consumer starts again only after two missed heartbeats.
+	msgs, err := cons.Messages(jetstream.PullMaxMessages(64), jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		return err
 	}
