@@ -468,7 +468,7 @@ func (b *Bridge) pull(stop context.Context, stream string, cons jetstream.Consum
 		batch, err := cons.Fetch(n, jetstream.FetchContext(ctx), jetstream.FetchHeartbeat(pullHeartbeat))
 		if err != nil {
 			cancel()
-			b.log.Warn("pull request", "stream", stream, "err", err)
+			b.pullFailed(stream, err)
 			if !sleep(stop, pullPause) {
 				return
 			}
@@ -484,7 +484,7 @@ func (b *Bridge) pull(stop context.Context, stream string, cons jetstream.Consum
 		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
 			return
 		default:
-			b.log.Warn("pull request", "stream", stream, "err", err)
+			b.pullFailed(stream, err)
 			if !sleep(stop, pullPause) {
 				return
 			}
@@ -495,6 +495,16 @@ func (b *Bridge) pull(stop context.Context, stream string, cons jetstream.Consum
 		default:
 		}
 	}
+}
+
+// pullFailed logs a failed pull request: a warning while connected, and
+// only at debug level while NATS is away (which is said when it happens).
+func (b *Bridge) pullFailed(stream string, err error) {
+	level := slog.LevelWarn
+	if !b.nc.IsConnected() {
+		level = slog.LevelDebug
+	}
+	b.log.Log(context.Background(), level, "pull request", "stream", stream, "err", err)
 }
 
 // take hands batch's messages to h; once the bridge is stopping, they are

@@ -69,6 +69,13 @@ func (w Watched) Health() (Health, error) {
 	return r, err
 }
 
+// followHeartbeat is the heartbeat this package's ordered consumers ask for,
+// instead of nats.go's 5 s. nats.go's Consume and Messages (v1.55, v1.56)
+// can miss the moment to pull more, when a batch's last messages are handled
+// while the previous pull request is still being sent; the ordered consumer
+// then starts again only after two missed heartbeats.
+const followHeartbeat = time.Second
+
 // Watch delivers the messages of a stream's subjects in stream order,
 // through an ordered consumer (no acknowledgements, nothing left behind on
 // the server), from the point WatchOptions names: for dashboards and
@@ -82,13 +89,6 @@ func (w Watched) Health() (Health, error) {
 //		r, err := w.DeployResult()
 //		...
 //	}
-// followHeartbeat is the heartbeat this package's ordered consumers ask for,
-// instead of nats.go's 5 s. nats.go's Consume and Messages (v1.55, v1.56)
-// can miss the moment to pull more, when a batch's last messages are handled
-// while the previous pull request is still being sent; the ordered consumer
-// then starts again only after two missed heartbeats.
-const followHeartbeat = time.Second
-
 func (c *Client) Watch(ctx context.Context, opts WatchOptions) iter.Seq2[Watched, error] {
 	return func(yield func(Watched, error) bool) {
 		stream, cfg, err := opts.consumerConfig()
